@@ -105,11 +105,12 @@ def sample_counts(
     return counts.reshape(*comp_shape, num_classes)
 
 
-def sample_counts_reference(f, x, *, sigma, n, num_classes, generator=None):
-    """Slow twin of :func:`sample_counts`: one sample at a time, counts by Python loops over components."""
+def sample_counts_reference(f, samples: torch.Tensor, *, num_classes: int) -> torch.Tensor:
+    """Slow twin of :func:`sample_counts` given the noisy samples ``[M, *x.shape]`` themselves: the model
+    sees one sample at a time and votes are tallied by Python loops over components."""
     counts = None
-    for _ in range(n):
-        labels = f(x.unsqueeze(0) + _noise((1, *x.shape), x, sigma, generator))[0]
+    for sample in samples:
+        labels = f(sample.unsqueeze(0))[0]
         if counts is None:
             counts = torch.zeros((*labels.shape, num_classes), dtype=torch.int64)
         flat = labels.reshape(-1)
