@@ -1,0 +1,29 @@
+"""geocert imageseg plugin: certified image segmentation (SegCertify) and denoised smoothing.
+
+Commands: ``geocert certify-seg``, ``geocert train-seg``, ``geocert train-denoiser``. This module stays light
+(no torch import); the implementation is imported inside each command's ``main()``.
+"""
+
+from __future__ import annotations
+
+from geocert.plugins import Plugin
+from geocert_imageseg.config import (
+    PLUGIN_NAME,
+    PLUGIN_VERSION,
+    CertifySegConfig,
+    TrainDenoiserConfig,
+    TrainSegConfig,
+)
+
+__all__ = ["PLUGIN", "CertifySegConfig", "TrainSegConfig", "TrainDenoiserConfig"]
+
+PLUGIN = Plugin(
+    name=PLUGIN_NAME,
+    description="Certified image segmentation (SegCertify) with optional diffusion denoised smoothing",
+    commands={
+        "certify-seg": CertifySegConfig,
+        "train-seg": TrainSegConfig,
+        "train-denoiser": TrainDenoiserConfig,
+    },
+    version=PLUGIN_VERSION,
+)

@@ -1,0 +1,151 @@
+"""Command configs of the imageseg plugin (light: no torch / numpy imports here).
+
+Pixel convention for every command: images are read into [0, 1] (uint8 / 255), and σ is a standard deviation
+in those units (σ = 0.25 is a quarter of the full intensity range). A diffusion denoiser works in [−1, 1],
+where the same noise is 2σ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Literal
+
+import tyro
+
+__all__ = ["CertifySegConfig", "TrainSegConfig", "TrainDenoiserConfig", "PLUGIN_NAME", "PLUGIN_VERSION"]
+
+PLUGIN_NAME = "imageseg"
+PLUGIN_VERSION = "0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class CertifySegConfig:
+    """Certify a segmentation model pixel by pixel (SegCertify), optionally with denoised smoothing.
+
+    IMAGE is an image file (with --mask for metrics) or a data-set folder (images/ + masks/, or a root with
+    test/images/): dataset mode certifies every image, resumably, and plots certified accuracy vs radius.
+    With no IMAGE, the default synthetic chest X-ray set is generated into the cache and its test split used.
+    """
+
+    image: tyro.conf.Positional[pathlib.Path | None] = None
+    """Image file (PNG/JPEG/TIFF/.npy; values mapped to [0, 1]) or data-set folder. Default: synthetic X-rays."""
+    mask: pathlib.Path | None = None
+    """Ground-truth mask (single-channel class indices) for a single image; enables metrics.json scores."""
+    model: pathlib.Path | None = None
+    """Segmentation base model: a `geocert train-seg` checkpoint (model.pt) or a TorchScript file mapping
+    [B, C, H, W] images in [0, 1] to logits [B, K, H, W]. Default: a U-Net trained on the default data with
+    noise σ=0.25 (trained once and cached)."""
+    num_classes: int | None = None
+    """Number of classes K (needed only for a TorchScript model returning labels instead of logits)."""
+    sigma: float = 0.25
+    """Noise level σ in [0, 1] pixel units."""
+    n0: int = 10
+    """Selection samples (choose each pixel's top class)."""
+    n: int = 100
+    """Estimation samples (test each pixel's top class), drawn independently of the n0."""
+    tau: float = 0.75
+    """Threshold τ ∈ [0.5, 1): a pixel is certified when its top-class probability provably exceeds τ; the
+    certified ℓ2 radius is R = σ·Φ⁻¹(τ)."""
+    alpha: float = 0.001
+    """Family-wise error level α over all pixels of an image."""
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    """Multiple-testing correction over the pixels of one image."""
+    k: int = 1
+    """k-FWER control: allow up to k−1 false certificates per image (k = 1 is ordinary FWER)."""
+    denoiser: str = "none"
+    """Denoised smoothing: 'none'; 'unet' (the default small σ-conditioned denoiser, trained once and cached);
+    a `train-denoiser --kind unet` checkpoint file; or a local diffusers folder (UNet2DModel + scheduler
+    config), loaded offline."""
+    denoise_steps: int = 1
+    """Diffusion denoising steps from t* to 0 (1 = one-step x̂₀ prediction; >1 = deterministic DDIM)."""
+    batch_size: int = 20
+    """Noisy samples per forward pass."""
+    seed: int = 0
+    """Seed of the noise generator (each image uses seed + its index)."""
+    max_images: int | None = None
+    """Dataset mode: certify at most this many images (sorted by name)."""
+    output: pathlib.Path = pathlib.Path("outputs/certify-seg")
+    """Output folder: labels PNG(s), metrics.json, config.json, results.jsonl and the radius plot."""
+    overwrite: bool = False
+    """Dataset mode: discard results.jsonl records of a different configuration instead of refusing."""
+    progress: bool = True
+    """Show progress bars on stderr."""
+
+    def main(self) -> None:
+        from geocert_imageseg.certify_seg import run_certify_seg
+
+        run_certify_seg(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSegConfig:
+    """Train the built-in small U-Net segmentation model.
+
+    With --noise-sigma σ > 0 every training image gets fresh N(0, σ²I) noise (the SegCertify base model); with
+    --noise-sigma 0 it is trained on clean images (the base model for denoised smoothing).
+    """
+
+    data: tyro.conf.Positional[pathlib.Path | None] = None
+    """Data-set folder (images/ + masks/, or a root with train/ and test/). Default: synthetic X-rays."""
+    noise_sigma: float = 0.25
+    """Gaussian noise augmentation σ in [0, 1] pixel units (0 = no noise)."""
+    epochs: int = 15
+    """Passes over the training images."""
+    batch_size: int = 8
+    """Images per optimisation step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW, one-cycle schedule)."""
+    width: int = 16
+    """U-Net base channel width."""
+    depth: int = 2
+    """U-Net down-sampling levels."""
+    seed: int = 0
+    """Seed for initialisation, batching and noise."""
+    output: pathlib.Path = pathlib.Path("outputs/train-seg")
+    """Output folder: model.pt, config.json, metrics.json (loss history; clean and noisy test Dice)."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+
+    def main(self) -> None:
+        from geocert_imageseg.commands import run_train_seg
+
+        run_train_seg(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainDenoiserConfig:
+    """Train a denoiser for denoised smoothing on a data set's clean training images.
+
+    --kind unet: a σ-conditioned U-Net (denoiser.pt). --kind ddpm: a small diffusers DDPM (ε-prediction,
+    linear schedule, timesteps restricted to the σ range) saved as a diffusers folder (ddpm/) — the same
+    format as an off-the-shelf checkpoint.
+    """
+
+    data: tyro.conf.Positional[pathlib.Path | None] = None
+    """Data-set folder (images/, or a root with train/images/). Default: synthetic X-rays."""
+    kind: Literal["unet", "ddpm"] = "unet"
+    """Denoiser type."""
+    sigma_min: float = 0.1
+    """Smallest training noise σ (in [0, 1] pixel units)."""
+    sigma_max: float = 1.0
+    """Largest training noise σ (in [0, 1] pixel units)."""
+    epochs: int = 15
+    """Passes over the training images."""
+    batch_size: int = 8
+    """Images per optimisation step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW, one-cycle schedule)."""
+    width: int = 16
+    """Base channel width."""
+    seed: int = 0
+    """Seed for initialisation, batching and noise."""
+    output: pathlib.Path = pathlib.Path("outputs/train-denoiser")
+    """Output folder: denoiser.pt (unet) or ddpm/ (diffusers folder), config.json, metrics.json."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+
+    def main(self) -> None:
+        from geocert_imageseg.commands import run_train_denoiser
+
+        run_train_denoiser(self)

@@ -1,0 +1,137 @@
+"""The built-in small U-Net (segmentation base model and σ-conditioned denoiser) and model loading.
+
+Checkpoints written by ``geocert train-seg`` / ``train-denoiser --kind unet`` are ``torch.save`` dicts with
+plain metadata (``kind``, ``in_channels``, ``num_classes``, ``width``, ``train_sigma``, ``class_names``) and a
+``state_dict``. A user's own segmentation model can be a TorchScript file taking ``[B, C, H, W]`` float images
+in [0, 1] and returning logits ``[B, K, H, W]`` (or integer labels ``[B, H, W]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geocert.errors import InputError
+
+__all__ = ["UNet", "SegModel", "save_checkpoint", "load_checkpoint", "load_segmenter", "SEG_KIND", "DENOISER_KIND"]
+
+SEG_KIND = "geocert-imageseg-unet-seg"
+DENOISER_KIND = "geocert-imageseg-unet-denoiser"
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    groups = 8 if cout % 8 == 0 else 1
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net: ``depth`` 2× down-samplings, channel widths ``width·2^level``.
+
+    Input ``[B, in_channels, H, W]`` (any H, W: padded to a multiple of ``2^depth`` and cropped back),
+    output ``[B, out_channels, H, W]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 16, depth: int = 2):
+        super().__init__()
+        self.depth = depth
+        chans = [width * 2**i for i in range(depth + 1)]
+        self.downs = nn.ModuleList([_block(in_channels, chans[0])])
+        self.downs.extend(_block(chans[i], chans[i + 1]) for i in range(depth))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth)))
+        self.up_blocks = nn.ModuleList(_block(2 * chans[i], chans[i]) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(chans[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2**self.depth
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        skips = []
+        for i, down in enumerate(self.downs):
+            x = down(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for up, block in zip(self.ups, self.up_blocks, strict=False):
+            x = block(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)[..., :h, :w]
+
+
+class SegModel(nn.Module):
+    """The segmentation base model: a U-Net producing class logits ``[B, K, H, W]`` from ``[B, C, H, W]``."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 2):
+        super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.net = UNet(in_channels, num_classes, width, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Save ``{"meta": ..., "state_dict": ...}`` atomically."""
+    from geocert.io import atomic_write
+
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        torch.save({"meta": dict(meta), "state_dict": model.state_dict()}, fh)
+    return path
+
+
+def load_checkpoint(path: str | Path, expect_kind: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint written by this plugin; ``expect_kind`` is :data:`SEG_KIND` or :data:`DENOISER_KIND`."""
+    from geocert_imageseg.denoise import UNetDenoiser
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
+        raise InputError(f"{path}: not a geocert imageseg checkpoint (no meta/state_dict)")
+    meta = ckpt["meta"]
+    if meta.get("kind") != expect_kind:
+        raise InputError(f"{path}: is a {meta.get('kind')!r} checkpoint, expected {expect_kind!r}")
+    if expect_kind == SEG_KIND:
+        model: nn.Module = SegModel(meta["in_channels"], meta["num_classes"], meta["width"], meta["depth"])
+    else:
+        model = UNetDenoiser(meta["in_channels"], meta["width"], meta["depth"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not match the stored architecture ({str(exc)[:120]})") from None
+    return model.eval(), meta
+
+
+def load_segmenter(path: str | Path, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a segmentation base model: a ``train-seg`` checkpoint or a TorchScript file.
+
+    Returns (module mapping ``[B, C, H, W]`` → logits ``[B, K, H, W]`` or labels ``[B, H, W]``, meta).
+    For TorchScript, ``in_channels`` / ``num_classes`` are unknown until probed (meta values ``None``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    except Exception:
+        scripted = None
+    if scripted is not None:
+        meta = {"kind": "torchscript", "in_channels": None, "num_classes": num_classes, "train_sigma": None,
+                "class_names": None}
+        return scripted.eval(), meta
+    model, meta = load_checkpoint(path, SEG_KIND)
+    if num_classes is not None and num_classes != meta["num_classes"]:
+        from geocert.errors import ParameterError
+
+        raise ParameterError(f"num-classes {num_classes} differs from the model's {meta['num_classes']} classes")
+    return model, meta
