@@ -1,0 +1,18 @@
+"""geocert plugin ``pointcloud``: certified point-cloud part segmentation (SegCertify on ShapeNet-part).
+
+Commands: ``geocert train-pc`` (PointNet base model f_σ trained under Gaussian noise) and
+``geocert certify-pc`` (per-point certified part or abstain, ℓ2 or rotation-angle radius).
+This module stays light: the implementation is imported inside each command's ``main()``.
+"""
+
+from geocert.plugins import Plugin
+from geocert_pointcloud.config import PLUGIN_NAME, PLUGIN_VERSION, CertifyPcConfig, TrainPcConfig
+
+__all__ = ["PLUGIN", "TrainPcConfig", "CertifyPcConfig"]
+
+PLUGIN = Plugin(
+    name=PLUGIN_NAME,
+    description="Certified point-cloud part segmentation (SegCertify, PointNet, ShapeNet-part format)",
+    commands={"train-pc": TrainPcConfig, "certify-pc": CertifyPcConfig},
+    version=PLUGIN_VERSION,
+)

@@ -1,0 +1,109 @@
+"""Command configs of the ``pointcloud`` plugin (light: no torch/numpy imports here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+__all__ = ["TrainPcConfig", "CertifyPcConfig", "PLUGIN_NAME", "PLUGIN_VERSION"]
+
+PLUGIN_NAME = "pointcloud"
+PLUGIN_VERSION = "0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPcConfig:
+    """Train a PointNet part-segmentation base model f_σ with Gaussian noise of σ on xyz (ShapeNet-part)."""
+
+    data: tyro.conf.Positional[Path | None] = None
+    """ShapeNet-part folder (shapenetcore_partanno_segmentation_benchmark_v0_normal layout). Default: the
+    bundled procedural dataset, generated into $GEOCERT_CACHE (or ~/.cache/geocert) on first use."""
+    output: Path = Path("outputs/train-pc")
+    """Output folder: model.pt (checkpoint with its config), metrics.json, config.json."""
+    sigma: float = 0.25
+    """Std of the Gaussian noise added to every xyz coordinate during training (unit-sphere units)."""
+    epochs: int = 40
+    """Training epochs over the train split."""
+    batch_size: int = 16
+    """Clouds per optimisation step."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine-decayed to 5% over the run)."""
+    width: int = 32
+    """PointNet width w: encoder 3→w→w→2w→4w, head →2w→w→parts."""
+    num_points: int = 2048
+    """Points per cloud (each cloud is resampled to this many)."""
+    max_train_shapes: int = 0
+    """Use at most this many training shapes, evenly spaced over the split (0 = all)."""
+    eval_shapes: int = 0
+    """Evaluate on this many test shapes, evenly spaced (0 = all)."""
+    rotation_sigma_deg: float = 0.0
+    """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
+    seed: int = 0
+    """Seed of initialisation, shuffling and noise (runs are reproducible)."""
+    threads: int = 2
+    """torch CPU threads."""
+
+    def main(self) -> None:
+        from geocert_pointcloud.train import run_train
+
+        run_train(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class CertifyPcConfig:
+    """Certify every point of a cloud or of a dataset split (SegCertify): certified part or abstain."""
+
+    data: tyro.conf.Positional[Path | None] = None
+    """A ShapeNet-part folder, or one cloud file (.txt x y z [nx ny nz] [part], .ply, .npy). Default: the
+    bundled procedural dataset."""
+    checkpoint: Path = Path("outputs/train-pc/model.pt")
+    """Base model trained by `geocert train-pc`."""
+    output: Path = Path("outputs/certify-pc")
+    """Output folder: metrics.json, results.jsonl, shapes/*.npz, ply/*.ply, plots, config.json."""
+    split: Literal["train", "val", "test"] = "test"
+    """Dataset split to certify (dataset folders only)."""
+    num_shapes: int = 10
+    """Certify this many shapes of the split, evenly spaced over it (0 = all)."""
+    category: str | None = None
+    """Restrict to one category (e.g. Chair); for a single unlabelled file, the category of the shape."""
+    mode: Literal["xyz", "rotation"] = "xyz"
+    """xyz: Gaussian noise on every coordinate (ℓ2 radius); rotation: Gaussian noise on the rotation angle
+    about the up (y) axis (angle radius)."""
+    sigma: float = 0.25
+    """Noise std σ on xyz (mode xyz), in unit-sphere units."""
+    angle_sigma_deg: float = 10.0
+    """Noise std of the rotation angle in degrees (mode rotation)."""
+    n0: int = 10
+    """Selection samples (choose each point's top part); must be < n."""
+    n: int = 1000
+    """Estimation samples (test each point's top part)."""
+    tau: float = 0.75
+    """Threshold τ ∈ [0.5, 1): certify a point when P(top part) > τ; radius R = σ·Φ⁻¹(τ)."""
+    alpha: float = 0.001
+    """Family-wise error level α per cloud."""
+    correction: Literal["none", "bonferroni", "holm"] = "holm"
+    """Multiple-testing correction over the points of a cloud."""
+    k: int = 1
+    """k-FWER: allow up to k−1 false certificates per cloud with probability ≥ 1−α (k = 1: FWER)."""
+    batch_size: int = 100
+    """Noisy clouds per forward pass."""
+    seed: int = 0
+    """Seed of the noise (runs are reproducible)."""
+    num_points: int = 2048
+    """Points per cloud (resampled)."""
+    curve_taus: tuple[float, ...] = (0.55, 0.65, 0.75, 0.85, 0.9, 0.95, 0.99)
+    """Thresholds τ for the certified-accuracy-vs-radius and Bonferroni-vs-Holm plots (from the same samples)."""
+    save_ply: bool = True
+    """Write ply/<shape>.ply coloured by certified part (abstentions white)."""
+    overwrite: bool = False
+    """Discard results already in --output instead of resuming."""
+    threads: int = 2
+    """torch CPU threads."""
+
+    def main(self) -> None:
+        from geocert_pointcloud.certify_pc import run_certify
+
+        run_certify(self)

@@ -1,0 +1,112 @@
+"""A small PointNet part-segmentation network in plain PyTorch, and the base classifier f used for smoothing.
+
+The network follows PointNet's segmentation branch without the input/feature T-Nets (ShapeNet-part shapes
+are in a canonical pose): a shared per-point MLP, a max-pooled global feature, the one-hot category, and a
+per-point head. The head's first layer is split into a per-point part and a per-cloud part, so the global
+feature and the category are projected once per cloud instead of once per point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
+
+__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up"]
+
+
+class _PointwiseBN(nn.Module):
+    """BatchNorm over the channel (last) dim of ``[B, N, C]`` features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _mlp(widths: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:], strict=False):
+        layers += [nn.Linear(a, b), _PointwiseBN(b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class PointNetPartSeg(nn.Module):
+    """PointNet part segmentation: ``forward(points [B, N, 3], category [B]) -> logits [B, N, num_parts]``.
+
+    Args:
+        width: channels of the first per-point layer; the encoder is ``3 → w → w → 2w → 4w`` and the global
+            feature has ``4w`` channels; the head is ``(w + 2w + 4w + categories) → 2w → w → num_parts``.
+        num_parts: output classes (50 global ShapeNet-part ids).
+        num_categories: size of the category one-hot (16).
+    """
+
+    def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES):
+        super().__init__()
+        self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
+        w = width
+        self.enc1 = _mlp([3, w, w])
+        self.enc2 = _mlp([w, 2 * w])
+        self.enc3 = _mlp([2 * w, 4 * w])
+        self.head_local = nn.Linear(w + 2 * w, 2 * w)
+        self.head_global = nn.Linear(4 * w + num_categories, 2 * w, bias=False)
+        self.head_bn = _PointwiseBN(2 * w)
+        self.head = nn.Sequential(_mlp([2 * w, w]), nn.Linear(w, num_parts))
+
+    def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        f1 = self.enc1(points)  # [B, N, w]
+        f2 = self.enc2(f1)  # [B, N, 2w]
+        f3 = self.enc3(f2)  # [B, N, 4w]
+        glob = f3.amax(dim=1)  # [B, 4w]
+        known = (category >= 0).to(glob.dtype)[:, None]  # unknown category (-1): all-zero one-hot
+        onehot = nn.functional.one_hot(category.clamp(min=0), self.num_categories).to(glob.dtype) * known
+        g = self.head_global(torch.cat([glob, onehot], dim=-1))  # [B, 2w]
+        h = self.head_local(torch.cat([f1, f2], dim=-1)) + g[:, None, :]
+        h = torch.relu(self.head_bn(h))
+        return self.head(h)  # [B, N, num_parts]
+
+
+def build_model(spec: dict) -> PointNetPartSeg:
+    """Rebuild a model from the ``model`` entry of a checkpoint."""
+    return PointNetPartSeg(width=int(spec["width"]), num_parts=int(spec["num_parts"]),
+                           num_categories=int(spec["num_categories"]))
+
+
+def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,
+              num_parts: int = NUM_PARTS) -> torch.Tensor:
+    """``[B, num_parts]`` bool: the parts each cloud's category owns (``categories`` are indices into
+    :data:`CATEGORIES`; index -1 means unknown category → every part in ``allowed_parts``, default all)."""
+    cats = torch.as_tensor(categories, dtype=torch.long).reshape(-1)
+    table = torch.zeros(NUM_CATEGORIES + 1, num_parts, dtype=torch.bool)
+    for i, c in enumerate(CATEGORIES):
+        table[i, list(CATEGORY_PARTS[c])] = True
+    table[-1, list(allowed_parts) if allowed_parts is not None else slice(None)] = True
+    return table[cats]
+
+
+def predict_parts(model: nn.Module, points: torch.Tensor, category: torch.Tensor, mask: torch.Tensor,
+                  ) -> torch.Tensor:
+    """Labels ``[B, N]`` (global part ids) restricted to ``mask [B, num_parts]`` (the category's parts).
+
+    ``category [B]`` holds indices into :data:`CATEGORIES`; an unknown category (-1) feeds an all-zero one-hot.
+    """
+    logits = model(points, category)
+    logits = logits.masked_fill(~mask[:, None, :], -math.inf)
+    return logits.argmax(dim=-1)
+
+
+def rotate_about_up(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate ``points [N, 3]`` (or ``[B, N, 3]``) about the +y (up) axis by ``angles [B]`` radians →
+    ``[B, N, 3]``."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    if points.ndim == 2:
+        x, y, z = x[None], y[None], z[None]
+    c, s = c[:, None], s[:, None]
+    return torch.stack([c * x + s * z, y.expand_as(c * x), -s * x + c * z], dim=-1)
