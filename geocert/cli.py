@@ -26,7 +26,9 @@ class PluginsConfig:
     def main(self) -> None:
         from geocert.plugins import discover
 
-        plugins = discover(strict=self.strict)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already reported once by main()
+            plugins = discover(strict=self.strict)
         print(f"geocert {__version__}")
         if not plugins:
             print("  (no plugins found)")
@@ -56,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("--version", "-V"):
         print(f"geocert {__version__}")
         return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         commands = build_commands()
+    for w in caught:  # one line each, not a traceback-style source dump
+        print(f"geocert: warning: {w.message}", file=sys.stderr)
     import tyro
 
     try:

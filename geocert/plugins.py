@@ -49,6 +49,10 @@ class Plugin:
     """The geocert plugin API version this plugin was written for."""
     version: str = "0"
     """The plugin's own version (shown by ``geocert plugins``)."""
+    smoke: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Optional: command → CLI arguments of a tiny run (seconds) on a bundled scene. ``{out}`` is replaced
+    by a fresh output folder. geocert's test suite runs every discovered plugin's smoke commands and checks
+    that each writes ``config.json`` and ``metrics.json`` there."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _KEBAB.match(self.name):
@@ -60,6 +64,9 @@ class Plugin:
                 raise PluginError(f"plugin {self.name!r}: command {cmd!r} must map to a dataclass type")
             if not callable(getattr(cfg, "main", None)):
                 raise PluginError(f"plugin {self.name!r}: config {cfg.__name__} of {cmd!r} has no main() method")
+        for cmd in self.smoke:
+            if cmd not in self.commands:
+                raise PluginError(f"plugin {self.name!r}: smoke run names unknown command {cmd!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +131,7 @@ def discover(strict: bool = False, sources: Iterable[Any] | None = None) -> dict
     def reject(msg: str) -> None:
         if strict:
             raise PluginError(msg)
-        warnings.warn(f"geocert: skipping plugin: {msg}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"skipping plugin: {msg}", RuntimeWarning, stacklevel=3)
 
     for src in sorted(srcs, key=lambda s: s.name):
         try:
