@@ -14,6 +14,7 @@ __all__ = [
     "sample_counts",
     "sample_counts_reference",
     "gaussian_taps",
+    "blur_matrix",
     "gaussian_blur",
     "gaussian_blur_reference",
     "sdf_from_probability",
@@ -28,9 +29,10 @@ def _check_labels(labels: torch.Tensor, b: int, num_classes: int) -> torch.Tenso
         raise TypeError(f"base model must return integer class labels [B, *components], got dtype {labels.dtype}")
     if labels.ndim < 1 or labels.shape[0] != b:
         raise ValueError(f"base model must return labels of shape [B={b}, *components], got {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"base model returned labels outside [0, {num_classes}): min {int(labels.min())}, max {int(labels.max())}")
+    if labels.numel():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"base model returned labels outside [0, {num_classes}): min {lo}, max {hi}")
     return labels
 
 
@@ -158,17 +160,59 @@ def _pad_axis(x: torch.Tensor, dim: int, r: int, mode: str, value: float) -> tor
     return torch.cat([lo, x, hi], dim=dim)
 
 
-def _blur_axis(x: torch.Tensor, dim: int, taps: torch.Tensor, mode: str, value: float) -> torch.Tensor:
+def _blur_axis_shifts(x: torch.Tensor, dim: int, taps: torch.Tensor, mode: str, value: float) -> torch.Tensor:
     r = (taps.numel() - 1) // 2
     if r == 0:
         return x * taps[0]
     xp = _pad_axis(x, dim, r, mode, value)
     length = x.shape[dim]
     w = taps.tolist()
-    # symmetric taps: pair the mirrored shifts so each pass does one add and one multiply-add
     out = xp.narrow(dim, r, length) * w[r]  # a fresh tensor: safe to accumulate into in place (autograd too)
     for j in range(1, r + 1):
         out.add_(xp.narrow(dim, r - j, length) + xp.narrow(dim, r + j, length), alpha=w[r + j])
+    return out
+
+
+def blur_matrix(length: int, taps: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
+    """The ``[L, L]`` matrix B with ``(B @ v)_i = Σ_t taps_t · v_{i+t}``, the border rule folded in
+    (``replicate``: indices clamp to the edge; ``constant``: outside terms dropped, the fill added apart)."""
+    r = (taps.numel() - 1) // 2
+    i = torch.arange(length)
+    mat = torch.zeros(length, length, dtype=taps.dtype)
+    for t in range(-r, r + 1):
+        j = i + t
+        if mode == "replicate":
+            mat.index_put_((i, j.clamp(0, length - 1)), taps[t + r].expand(length), accumulate=True)
+        else:
+            ok = (j >= 0) & (j < length)
+            mat.index_put_((i[ok], j[ok]), taps[t + r].expand(int(ok.sum())), accumulate=True)
+    return mat
+
+
+_MATMUL_MAX_LENGTH = 1024
+
+
+def _blur_axis(x: torch.Tensor, dim: int, taps: torch.Tensor, mode: str, value: float) -> torch.Tensor:
+    """Blur along ``dim``. Axes up to 1024 long use one banded-matrix product (BLAS, no padded copies, cost
+    independent of σ); longer axes use shifted multiply-adds."""
+    length = x.shape[dim]
+    if mode not in ("replicate", "constant"):
+        raise ValueError(f"mode must be 'replicate' or 'constant', got {mode!r}")
+    if length > _MATMUL_MAX_LENGTH or taps.numel() == 1:
+        return _blur_axis_shifts(x, dim, taps, mode, value)
+    mat = blur_matrix(length, taps, mode).to(dtype=x.dtype, device=x.device)
+    pre = math.prod(x.shape[:dim])
+    post = math.prod(x.shape[dim + 1:])
+    if post == 1:
+        out = (x.reshape(pre, length) @ mat.T).reshape(x.shape)
+    else:
+        out = torch.matmul(mat, x.reshape(pre, length, post)).reshape(x.shape)
+    if mode == "constant" and value != 0.0:
+        # the fill's share: value × (mass of the taps that fall outside the grid), per position
+        outside = (1.0 - mat.sum(1)).to(dtype=x.dtype, device=x.device) * value
+        shape = [1] * x.ndim
+        shape[dim] = length
+        out = out + outside.reshape(shape)
     return out
 
 

@@ -68,7 +68,7 @@ def test_mass_is_kept():
     assert gaussian_taps(2.3).sum().item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("shape,sigma,mode", [((5, 6, 4), 1.3, "replicate"), ((7, 9), 0.8, "constant"), ((6, 5), 2.0, "replicate")])
+@pytest.mark.parametrize("shape,sigma,mode", [((5, 6, 4), 1.3, "replicate"), ((7, 9), 0.8, "constant"), ((6, 5), 2.0, "replicate"), ((5, 4, 3), 1.0, "constant")])
 def test_matches_dense_reference(shape, sigma, mode):
     g = torch.rand(shape, dtype=torch.float64)
     torch.testing.assert_close(gaussian_blur(g, sigma, mode=mode), gaussian_blur_reference(g, sigma, mode=mode))
@@ -104,3 +104,17 @@ def test_blur_matches_scipy_away_from_cell_model():
     ours = gaussian_blur(torch.from_numpy(g), 4.0, mode="replicate").numpy()
     ref = gaussian_filter(g, math.sqrt(4.0**2 + 1 / 12), mode="nearest", truncate=4.0)
     assert np.abs(ours - ref)[8:-8, 8:-8].max() < 2e-3
+
+
+@pytest.mark.parametrize("mode,value", [("replicate", 0.0), ("constant", 0.0), ("constant", 0.7)])
+def test_matrix_path_matches_shift_path(mode, value):
+    from geocert.smoothing import _blur_axis_shifts, blur_matrix  # noqa: F401
+
+    g = torch.rand(3, 12, 9, 10, dtype=torch.float64)
+    taps = gaussian_taps(1.7, dtype=torch.float64)
+    from geocert import smoothing
+
+    for dim in (1, 2, 3):
+        fast = smoothing._blur_axis(g, dim, taps, mode, value)
+        slow = _blur_axis_shifts(g, dim, taps, mode, value)
+        torch.testing.assert_close(fast, slow)

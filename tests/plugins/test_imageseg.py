@@ -1,0 +1,371 @@
+"""Tests of the imageseg plugin: data, loaders and their errors, metrics, denoisers (t* mapping, denoising,
+diffusers folder loading) and the certify-seg / train-seg / train-denoiser commands end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geocert.cli import main as cli_main
+from geocert.errors import InputError
+from geocert_imageseg import scenes
+from geocert_imageseg.data import convert_channels, load_image, load_mask
+from geocert_imageseg.denoise import DiffusionDenoiser, UNetDenoiser, load_diffusion_denoiser, timestep_for_sigma
+from geocert_imageseg.metrics import confusion_stats, confusion_stats_reference, summarize_stats
+from geocert_imageseg.models import SEG_KIND, SegModel, load_checkpoint, save_checkpoint
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return scenes.make_dataset(tmp_path_factory.mktemp("is") / "xray", kind="xray", num_train=12, num_test=2,
+                               size=32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_data) -> Path:
+    from geocert_imageseg.train import train_segmenter
+
+    model, meta = train_segmenter(tiny_data, noise_sigma=0.25, epochs=6, batch_size=6, width=8, progress=False)
+    return save_checkpoint(tiny_data.parent / "model.pt", model, meta)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def test_scenes_deterministic_layout_and_classes(tmp_path):
+    a = scenes.make_dataset(tmp_path / "a", kind="xray", num_train=2, num_test=1, size=48, seed=7)
+    b = scenes.make_dataset(tmp_path / "b", kind="xray", num_train=2, num_test=1, size=48, seed=7)
+    for split, count in (("train", 2), ("test", 1)):
+        files = sorted((a / split / "images").iterdir())
+        assert len(files) == count
+        for f in files:
+            assert f.read_bytes() == (b / split / "images" / f.name).read_bytes()
+            assert (a / split / "masks" / f.name).is_file()
+    meta = json.loads((a / "classes.json").read_text())
+    assert meta["names"] == ["background", "lungs", "heart", "clavicles"]
+    mask = load_mask(a / "train" / "masks" / "xray_train_0000.png", 4, shape=(48, 48))
+    assert set(torch.unique(mask).tolist()) == {0, 1, 2, 3}
+    img = load_image(a / "train" / "images" / "xray_train_0000.png")
+    assert img.shape == (1, 48, 48) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+    # lungs are darker than the heart (air vs soft tissue), as on a real radiograph
+    assert img[0][mask == 1].mean() < img[0][mask == 2].mean() - 0.2
+
+
+@pytest.mark.parametrize("kind, channels, classes", [("skin", 3, {0, 1}), ("coins", 1, {0, 1})])
+def test_other_scene_kinds(tmp_path, kind, channels, classes):
+    root = scenes.make_dataset(tmp_path / kind, kind=kind, num_train=1, num_test=1, size=40, seed=1)
+    img = load_image(root / "train" / "images" / f"{kind}_train_0000.png")
+    mask = load_mask(root / "train" / "masks" / f"{kind}_train_0000.png", 2, shape=(40, 40))
+    assert img.shape == (channels, 40, 40)
+    assert set(torch.unique(mask).tolist()) == classes
+    assert 0.02 < float(mask.float().mean()) < 0.9
+
+
+def test_loader_errors(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "img.png", np.zeros((8, 10), np.uint8))
+    iio.imwrite(tmp_path / "mask.png", np.zeros((8, 9), np.uint8))
+    with pytest.raises(InputError, match=r"mask\.png: mask size 8x9 does not match the image size 8x10"):
+        load_mask(tmp_path / "mask.png", 4, shape=tuple(load_image(tmp_path / "img.png").shape[-2:]))
+    bad = np.zeros((8, 10), np.uint8)
+    bad[0, 0], bad[1, 1] = 7, 9
+    iio.imwrite(tmp_path / "bad.png", bad)
+    with pytest.raises(InputError, match=r"bad\.png: unknown class label\(s\) 7, 9"):
+        load_mask(tmp_path / "bad.png", 4)
+    arr = np.full((8, 10), 0.5, np.float32)
+    arr[2, 3] = np.nan
+    np.save(tmp_path / "nan.npy", arr)
+    with pytest.raises(InputError, match=r"nan\.npy: 1 non-finite pixel\(s\) \(first at row 2, column 3\)"):
+        load_image(tmp_path / "nan.npy")
+    np.save(tmp_path / "big.npy", np.full((8, 10), 3.0, np.float32))
+    with pytest.raises(InputError, match=r"must lie in \[0, 1\]"):
+        load_image(tmp_path / "big.npy")
+    iio.imwrite(tmp_path / "rgbmask.png", np.random.default_rng(0).integers(0, 3, (8, 10, 3)).astype(np.uint8))
+    with pytest.raises(InputError, match="single channel"):
+        load_mask(tmp_path / "rgbmask.png", 4)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"broken\.png: cannot read image"):
+        load_image(tmp_path / "broken.png")
+
+
+def test_convert_channels_roundtrip():
+    g = torch.rand(2, 1, 5, 6)
+    rgb = convert_channels(g, 3)
+    assert rgb.shape == (2, 3, 5, 6)
+    torch.testing.assert_close(convert_channels(rgb, 1), g)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def test_confusion_stats_match_reference_and_known_dice():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (17, 13), generator=gen)
+    pred = torch.randint(-1, 3, (17, 13), generator=gen)
+    fast = confusion_stats(pred, target, 3)
+    ref = confusion_stats_reference(pred, target, 3)
+    for key, val in ref.items():
+        assert fast[key].tolist() == val, key
+    # hand-computed: 4 pixels, class 1 predicted on 2 (1 right), one abstained
+    t = torch.tensor([1, 1, 0, 0])
+    p = torch.tensor([1, -1, 1, 0])
+    s = summarize_stats(confusion_stats(p, t, 2), 2, ["bg", "fg"])
+    assert s["per_class"]["fg"]["dice"] == pytest.approx(2 * 1 / (2 + 1))  # abstained fg pixel ignored
+    assert s["per_class"]["fg"]["iou"] == pytest.approx(1 / 2)
+    assert s["per_class"]["fg"]["abstain_pct"] == pytest.approx(50.0)
+    assert s["certified_pixel_accuracy"] == pytest.approx(2 / 4)  # abstain counted wrong
+    assert s["abstain_pct"] == pytest.approx(25.0)
+
+
+# ---------------------------------------------------------------------------------------------- denoisers
+
+
+def _linear_alphas(t: int = 1000) -> torch.Tensor:
+    betas = torch.linspace(1e-4, 0.02, t, dtype=torch.float64)
+    return torch.cumprod(1 - betas, 0)
+
+
+def test_timestep_mapping_matches_formula():
+    abar = _linear_alphas()
+    ratio = (1 - abar) / abar
+    for sigma in (0.12, 0.25, 0.5, 1.0):
+        t = timestep_for_sigma(abar, 2 * sigma)
+        # t* is the grid point nearest to σ² = (1 − ᾱ)/ᾱ in the [−1, 1] convention (2σ)
+        assert t == int(torch.argmin((ratio - (2 * sigma) ** 2).abs()))
+        assert abs(float(ratio[t]) - 4 * sigma**2) <= float((ratio[t + 1] - ratio[t - 1]).abs())
+    ts = [timestep_for_sigma(abar, 2 * s) for s in (0.1, 0.25, 0.5, 1.0)]
+    assert ts == sorted(ts) and len(set(ts)) == 4
+    den = DiffusionDenoiser(torch.nn.Identity(), abar.float())
+    assert den.timestep(0.5) == timestep_for_sigma(abar, 1.0)
+
+
+class _OracleEps(torch.nn.Module):
+    """An ε-predictor that knows the clean image y ∈ [−1, 1]: ε = (x_t − √ᾱ_t y)/√(1 − ᾱ_t)."""
+
+    def __init__(self, clean01: torch.Tensor, abar: torch.Tensor):
+        super().__init__()
+        self.y, self.abar = 2 * clean01 - 1, abar
+
+    def forward(self, x_t, t):
+        a = self.abar[t].view(-1, 1, 1, 1).to(x_t.dtype)
+        return (x_t - a.sqrt() * self.y) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_diffusion_denoiser_scaling_with_oracle(steps):
+    """With an exact ε-predictor, one-step (and DDIM multi-step) denoising returns the clean image: this
+    checks the [0, 1] → [−1, 1] map, the √ᾱ_t* scaling and the x̂₀ formula together."""
+    abar = _linear_alphas().float()
+    gen = torch.Generator().manual_seed(1)
+    clean = torch.rand(3, 1, 8, 8, generator=gen) * 0.8 + 0.1
+    noisy = clean + 0.5 * torch.randn(clean.shape, generator=gen)
+    den = DiffusionDenoiser(_OracleEps(clean, abar), abar, steps=steps)
+    torch.testing.assert_close(den.denoise(noisy, 0.5), clean, atol=2e-4, rtol=0)
+
+
+def test_trained_denoisers_reduce_error(tiny_data):
+    from geocert_imageseg.train import load_split, train_ddpm, train_unet_denoiser
+
+    imgs, _, _, _ = load_split(tiny_data, "test")
+    gen = torch.Generator().manual_seed(5)
+    sigma = 0.5
+    noisy = imgs + sigma * torch.randn(imgs.shape, generator=gen)
+    err_noisy = float(((noisy - imgs) ** 2).mean())
+    unet, _ = train_unet_denoiser(tiny_data, sigma_min=0.3, sigma_max=0.7, epochs=8, batch_size=4, width=8,
+                                  progress=False)
+    with torch.no_grad():
+        err_unet = float(((unet(noisy, sigma) - imgs) ** 2).mean())
+    assert err_unet < 0.5 * err_noisy
+    folder, _ = train_ddpm(tiny_data, tiny_data.parent / "ddpm", sigma_min=0.3, sigma_max=0.7, epochs=8,
+                           batch_size=4, width=8, progress=False)
+    den = load_diffusion_denoiser(folder)
+    err_ddpm = float(((den.denoise(noisy, sigma) - imgs) ** 2).mean())
+    assert err_ddpm < 0.5 * err_noisy
+
+
+def test_diffusers_folder_loading(tmp_path):
+    import diffusers
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 8), norm_num_groups=4,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+    sched = diffusers.DDPMScheduler(num_train_timesteps=200, beta_schedule="linear")
+    unet.save_pretrained(str(tmp_path / "ckpt" / "unet"))
+    sched.save_pretrained(str(tmp_path / "ckpt" / "scheduler"))
+    den = load_diffusion_denoiser(tmp_path / "ckpt")
+    assert den.alphas_cumprod.numel() == 200 and den.in_channels == 1
+    x = torch.rand(2, 1, 16, 16)
+    ref = DiffusionDenoiser(unet, sched.alphas_cumprod).denoise(x, 0.3)
+    torch.testing.assert_close(den.denoise(x, 0.3), ref)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: not a diffusers model folder"):
+        load_diffusion_denoiser(tmp_path / "empty")
+    (tmp_path / "ckpt" / "unet" / "config.json").write_text("{ broken")
+    with pytest.raises(InputError, match="ckpt: cannot load a diffusers UNet2DModel"):
+        load_diffusion_denoiser(tmp_path / "ckpt")
+
+
+def test_unet_denoiser_checkpoint_roundtrip(tmp_path):
+    from geocert_imageseg.models import DENOISER_KIND
+
+    torch.manual_seed(0)
+    den = UNetDenoiser(1, width=8).eval()
+    save_checkpoint(tmp_path / "d.pt", den, {"kind": DENOISER_KIND, "in_channels": 1, "width": 8, "depth": 2})
+    back, _ = load_checkpoint(tmp_path / "d.pt", DENOISER_KIND)
+    x = torch.rand(2, 1, 12, 12)
+    torch.testing.assert_close(back(x, 0.3), den(x, 0.3))
+    with pytest.raises(InputError, match="expected 'geocert-imageseg-unet-seg'"):
+        load_checkpoint(tmp_path / "d.pt", SEG_KIND)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def _run(*argv) -> int:
+    return cli_main([str(a) for a in argv])
+
+
+def test_certify_seg_single_image_outputs(tiny_data, tiny_model, tmp_path):
+    import imageio.v3 as iio
+
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    mask = tiny_data / "test" / "masks" / "xray_test_0000.png"
+    out = tmp_path / "single"
+    assert _run("certify-seg", img, "--mask", mask, "--model", tiny_model, "--n", 40, "--n0", 5, "--tau", 0.6,
+                "--alpha", 0.01, "--output", out, "--no-progress") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["per_class"]) == {"background", "lungs", "heart", "clavicles"}
+    assert m["radius"] == pytest.approx(0.25 * 0.2533471, rel=1e-5)
+    labels = np.load(out / "labels.npy")
+    assert labels.shape == (32, 32) and labels.min() >= -1 and labels.max() <= 3
+    assert m["abstain_pct"] == pytest.approx(100 * float((labels == -1).mean()))
+    png = iio.imread(out / "labels.png")
+    assert png.shape == (32, 32, 3)
+    assert np.all(png[labels == -1] == 255)  # abstentions white
+    assert m["certified_pixel_accuracy"] > 0.5 and m["per_class"]["lungs"]["dice"] > 0.6
+    assert (out / "certified_accuracy_vs_radius.png").is_file() and (out / "comparison.png").is_file()
+    accs = [p["accuracy"] for p in m["certified_accuracy_curve"]]
+    assert accs == sorted(accs, reverse=True)  # certified accuracy cannot grow with the radius
+    t = m["timings"]
+    assert 0 < t["forward_s"] <= t["total_s"] and 0 <= t["overhead_frac"] < 1
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["plugin"] == "imageseg" and cfg["seed"] == 0 and cfg["config"]["n"] == 40
+
+
+def test_certify_seg_reproducible_and_denoised(tiny_data, tiny_model, tmp_path):
+    img = tiny_data / "test" / "images" / "xray_test_0001.png"
+    common = ["--model", tiny_model, "--n", 30, "--n0", 5, "--tau", 0.6, "--alpha", 0.05, "--no-progress"]
+    assert _run("certify-seg", img, *common, "--output", tmp_path / "a") == 0
+    assert _run("certify-seg", img, *common, "--output", tmp_path / "b") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "labels.npy"), np.load(tmp_path / "b" / "labels.npy"))
+    from geocert_imageseg.models import DENOISER_KIND
+
+    den = UNetDenoiser(1, width=8)
+    torch.nn.init.zeros_(den.net.head.weight)
+    torch.nn.init.zeros_(den.net.head.bias)  # an identity denoiser: x̂ = x̃ exactly
+    save_checkpoint(tmp_path / "id.pt", den, {"kind": DENOISER_KIND, "in_channels": 1, "width": 8, "depth": 2})
+    assert _run("certify-seg", img, *common, "--denoiser", tmp_path / "id.pt", "--output", tmp_path / "c") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "labels.npy"), np.load(tmp_path / "c" / "labels.npy"))
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert cfg["denoiser"]["kind"] == "unet"
+
+
+def test_certify_seg_dataset_mode_resumes(tiny_data, tiny_model, tmp_path, capsys):
+    out = tmp_path / "ds"
+    args = ["certify-seg", tiny_data, "--model", tiny_model, "--n", 30, "--n0", 5, "--tau", 0.6, "--alpha", 0.05,
+            "--output", out, "--no-progress"]
+    assert _run(*args, "--max-images", 1) == 0
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in recs] == ["xray_test_0000"]
+    assert _run(*args) == 0  # resumes: only the second image is certified
+    recs2 = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in recs2] == ["xray_test_0000", "xray_test_0001"] and recs2[0] == recs[0]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["images"] == 2 and (out / "labels" / "xray_test_0001.png").is_file()
+    pooled_px = sum(r["stats"]["total"] for r in recs2)
+    assert m["pooled"]["pixels"] == pooled_px == 2 * 32 * 32
+    assert (out / "certified_accuracy_vs_radius.png").is_file()
+    # a different configuration refuses to mix results
+    capsys.readouterr()
+    assert _run(*args[:-3], "--sigma", 0.5, "--output", out, "--no-progress") == 2
+    assert "holds results of a different configuration" in capsys.readouterr().err
+
+
+def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    small = np.zeros((16, 16), np.uint8)
+    iio.imwrite(tmp_path / "small.png", small)
+    wrong = np.zeros((32, 32), np.uint8)
+    wrong[3, 3] = 6
+    iio.imwrite(tmp_path / "wrong.png", wrong)
+    out = tmp_path / "never"
+    cases = [
+        (["--mask", tmp_path / "small.png"], "does not match the image size"),
+        (["--mask", tmp_path / "wrong.png"], "unknown class label(s) 6"),
+        (["--sigma", -1], "sigma must be > 0"),
+        (["--n0", 50, "--n", 10], "n0 must be <= n"),
+        (["--n", 5, "--tau", 0.99], "can never be certified"),
+        (["--denoiser", tmp_path], "not a diffusers model folder"),
+        (["--model", tmp_path / "small.png"], "small.png"),
+    ]
+    for extra, msg in cases:
+        capsys.readouterr()
+        assert _run("certify-seg", img, "--model", tiny_model, *extra, "--output", out, "--no-progress") == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+
+
+def test_torchscript_constant_model_certifies_everything(tiny_data, tmp_path):
+    class Const(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.zeros(x.shape[0], 4, x.shape[-2], x.shape[-1])
+            logits[:, 1] = 1.0
+            return logits
+
+    torch.jit.script(Const()).save(str(tmp_path / "const.pt"))
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    mask = tiny_data / "test" / "masks" / "xray_test_0000.png"
+    out = tmp_path / "ts"
+    assert _run("certify-seg", img, "--mask", mask, "--model", tmp_path / "const.pt", "--n", 20, "--n0", 2,
+                "--tau", 0.5, "--output", out, "--no-progress") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    gt = load_mask(mask)
+    assert m["abstain_pct"] == 0.0
+    assert m["certified_pixel_accuracy"] == pytest.approx(float((gt == 1).float().mean()))
+    assert m["num_classes"] == 4
+
+
+def test_train_commands_write_checkpoints(tiny_data, tmp_path):
+    out = tmp_path / "seg"
+    assert _run("train-seg", tiny_data, "--epochs", 1, "--width", 8, "--noise-sigma", 0, "--output", out,
+                "--no-progress") == 0
+    model, meta = load_checkpoint(out / "model.pt", SEG_KIND)
+    assert isinstance(model, SegModel) and meta["num_classes"] == 4 and meta["train_sigma"] == 0.0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["loss_history"]) == 1 and "lungs" in m["test_clean"]["per_class"]
+    assert _run("train-seg", tiny_data, "--noise-sigma", -0.1, "--output", tmp_path / "x", "--no-progress") == 2
+    assert _run("train-denoiser", tiny_data, "--sigma-min", 0.8, "--sigma-max", 0.2, "--output", tmp_path / "y",
+                "--no-progress") == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_plugin_module_is_light():
+    code = ("import sys, geocert_imageseg; p = geocert_imageseg.PLUGIN; "
+            "assert p.name == 'imageseg' and 'certify-seg' in p.commands; "
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "False"]
