@@ -1,0 +1,84 @@
+"""geocert.io: atomic writes, resumable JSONL, plain-data configs, PLY readable by other tools."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geocert import io
+from geocert.errors import InputError
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "a.json"
+    io.write_json(target, {"x": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_write(target) as fh:
+            fh.write('{"x": 2, "trunc')
+            raise RuntimeError("interrupted")
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_to_plain_handles_dataclasses_paths_numpy_and_nan(tmp_path):
+    @dataclasses.dataclass
+    class Cfg:
+        path: Path
+        arr: object
+        value: float
+
+    plain = io.to_plain(Cfg(Path("/x/y"), np.arange(3), math.nan))
+    assert plain == {"path": "/x/y", "arr": [0, 1, 2], "value": None}
+    io.write_config(tmp_path, Cfg(Path("a"), np.float32(2.5), 1.0), plugin="p", plugin_version="9", seed=3)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["config"]["arr"] == 2.5 and cfg["plugin_version"] == "9"
+    assert cfg["geocert_version"]
+
+
+def test_jsonl_resume_drops_a_truncated_last_line(tmp_path):
+    p = tmp_path / "r.jsonl"
+    io.append_jsonl(p, {"shape": 0, "acc": 0.5})
+    io.append_jsonl(p, {"shape": 1, "acc": 0.7})
+    with open(p, "a") as fh:
+        fh.write('{"shape": 2, "ac')
+    assert [r["shape"] for r in io.read_jsonl(p)] == [0, 1]
+    assert io.read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(InputError, match="bad.json: malformed JSON"):
+        io.read_json(bad)
+    with pytest.raises(InputError, match="file not found"):
+        io.read_json(tmp_path / "none.json")
+
+
+def test_ply_round_trips_through_trimesh(tmp_path):
+    import trimesh
+
+    pts = np.random.default_rng(0).random((50, 3)).astype(np.float32)
+    labels = np.r_[np.zeros(25, int), -np.ones(25, int)]
+    cols = io.label_palette(4)[labels]
+    io.write_ply(tmp_path / "c.ply", pts, colors=cols, labels=labels)
+    cloud = trimesh.load(tmp_path / "c.ply")
+    np.testing.assert_allclose(np.asarray(cloud.vertices), pts, atol=1e-6)
+    assert tuple(cloud.colors[30][:3]) == io.ABSTAIN_COLOR
+    faces = np.array([[0, 1, 2], [1, 2, 3]])
+    io.write_ply(tmp_path / "m.ply", pts[:4], faces=faces)
+    mesh = trimesh.load(tmp_path / "m.ply", process=False)
+    assert mesh.faces.tolist() == faces.tolist()
+
+
+def test_images_round_trip_and_bad_image_names_file(tmp_path):
+    img = np.random.default_rng(1).random((8, 9, 3))
+    io.write_image(tmp_path / "a.png", img)
+    back = io.read_image(tmp_path / "a.png")
+    assert back.shape == (8, 9, 3) and back.dtype == np.uint8
+    assert np.abs(back / 255.0 - img).max() < 1 / 255 + 1e-9
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="b.png: cannot read image"):
+        io.read_image(tmp_path / "b.png")
