@@ -26,7 +26,14 @@ import torch
 from geocert import stats
 from geocert.errors import ParameterError
 from geocert.smoothing import sample_counts
-from geocert.validate import check_alpha, check_correction, check_positive_int, check_samples, check_sigma, check_tau
+from geocert.validate import (
+    check_alpha,
+    check_correction,
+    check_positive_int,
+    check_samples,
+    check_sigma,
+    check_tau,
+)
 
 __all__ = ["ABSTAIN", "Certificate", "certify", "certify_from_counts", "predict", "check_tau_reachable"]
 

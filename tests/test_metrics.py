@@ -36,9 +36,9 @@ def test_matches_naive_loops():
     p = np.where(rng.random(500) < 0.2, -1, np.where(rng.random(500) < 0.7, t, rng.integers(0, 4, 500)))
     iou = metrics.iou_per_class(torch.from_numpy(p), torch.from_numpy(t), 4)
     for c in range(4):
-        tp = sum(1 for a, b in zip(p, t) if a != -1 and a == c and b == c)
-        fp = sum(1 for a, b in zip(p, t) if a != -1 and a == c and b != c)
-        fn = sum(1 for a, b in zip(p, t) if a != -1 and a != c and b == c)
+        tp = sum(1 for a, b in zip(p, t, strict=True) if a != -1 and a == c and b == c)
+        fp = sum(1 for a, b in zip(p, t, strict=True) if a != -1 and a == c and b != c)
+        fn = sum(1 for a, b in zip(p, t, strict=True) if a != -1 and a != c and b == c)
         assert iou[c] == pytest.approx(tp / (tp + fp + fn))
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from geocert.smoothing import gaussian_blur, gaussian_blur_reference, gaussian_taps, sdf_from_probability, smooth_occupancy
+from geocert.smoothing import (
+    gaussian_blur,
+    gaussian_blur_reference,
+    gaussian_taps,
+    sdf_from_probability,
+    smooth_occupancy,
+)
 
 
 def phi(x):

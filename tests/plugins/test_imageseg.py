@@ -33,7 +33,8 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_model(tiny_data) -> Path:
     from geocert_imageseg.train import train_segmenter
 
-    model, meta = train_segmenter(tiny_data, noise_sigma=0.25, epochs=6, batch_size=6, width=8, progress=False)
+    model, meta = train_segmenter(tiny_data, noise_sigma=0.25, epochs=40, batch_size=4, width=8, lr=1e-2,
+                                  progress=False)
     return save_checkpoint(tiny_data.parent / "model.pt", model, meta)
 
 
