@@ -19,7 +19,6 @@ Runs in a few minutes on 2 CPU cores with the defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from geocert.io import write_json
     from geocert_imageseg.certify_seg import build_pipeline, certify_image
     from geocert_imageseg.denoise import load_denoiser
     from geocert_imageseg.metrics import confusion_stats, summarize_stats
     from geocert_imageseg.models import SEG_KIND, load_checkpoint, save_checkpoint
     from geocert_imageseg.scenes import make_dataset
     from geocert_imageseg.train import load_split, train_ddpm, train_segmenter, train_unet_denoiser
+
+    from geocert.io import write_json
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)

@@ -11,14 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from geocert_imageseg import scenes
+from geocert_imageseg.data import convert_channels, load_image, load_mask
+from geocert_imageseg.denoise import (
+    DiffusionDenoiser,
+    UNetDenoiser,
+    load_diffusion_denoiser,
+    timestep_for_sigma,
+)
+from geocert_imageseg.metrics import confusion_stats, confusion_stats_reference, summarize_stats
+from geocert_imageseg.models import SEG_KIND, SegModel, load_checkpoint, save_checkpoint
 
 from geocert.cli import main as cli_main
 from geocert.errors import InputError
-from geocert_imageseg import scenes
-from geocert_imageseg.data import convert_channels, load_image, load_mask
-from geocert_imageseg.denoise import DiffusionDenoiser, UNetDenoiser, load_diffusion_denoiser, timestep_for_sigma
-from geocert_imageseg.metrics import confusion_stats, confusion_stats_reference, summarize_stats
-from geocert_imageseg.models import SEG_KIND, SegModel, load_checkpoint, save_checkpoint
 
 torch.set_num_threads(2)
 
@@ -318,15 +323,15 @@ def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, c
         (["--mask", tmp_path / "wrong.png"], "unknown class label(s) 6"),
         (["--sigma", -1], "sigma must be > 0"),
         (["--n0", 50, "--n", 10], "n0 must be <= n"),
-        (["--n", 5, "--tau", 0.99], "can never be certified"),
+        (["--n0", 2, "--n", 5, "--tau", 0.99], "can never be certified"),
         (["--denoiser", tmp_path], "not a diffusers model folder"),
         (["--model", tmp_path / "small.png"], "small.png"),
     ]
     for extra, msg in cases:
         capsys.readouterr()
         assert _run("certify-seg", img, "--model", tiny_model, *extra, "--output", out, "--no-progress") == 2
-        err = capsys.readouterr().err
-        assert msg in err and len(err.strip().splitlines()) == 1, err
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("geocert certify-seg: error:")]
+        assert len(err) == 1 and msg in err[0], err
         assert not out.exists()
 
 
