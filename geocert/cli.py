@@ -40,12 +40,33 @@ class PluginsConfig:
 
 def build_commands(strict: bool = False) -> dict[str, type]:
     """command name → config dataclass, from every discovered plugin plus the built-in ``plugins``."""
+    return {name: cfg for name, (cfg, _) in _command_table(strict).items()}
+
+
+def _command_table(strict: bool = False) -> dict[str, tuple[type, str]]:
     from geocert.plugins import discover
 
-    commands: dict[str, type] = {"plugins": PluginsConfig}
+    table: dict[str, tuple[type, str]] = {"plugins": (PluginsConfig, "geocert")}
     for plugin in discover(strict=strict).values():
-        commands.update(plugin.commands)
-    return commands
+        for name, cfg in plugin.commands.items():
+            table[name] = (cfg, plugin.name)
+    return table
+
+
+def _summary(cfg: type) -> str:
+    doc = (cfg.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _print_help(table: dict[str, tuple[type, str]]) -> None:
+    print("usage: geocert <command> [options]     (geocert <command> --help for its options)\n")
+    print(f"geocert {__version__}: randomized smoothing for 3D vision.\n")
+    print("commands:")
+    width = max(len(n) for n in table)
+    for plugin in sorted({p for _, p in table.values()}, key=lambda p: (p != "geocert", p)):
+        for name in sorted(n for n, (_, p) in table.items() if p == plugin):
+            print(f"  {name:<{width}}  {_summary(table[name][0])}  [{plugin}]")
+    print("\n  --version     print the version and exit")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -60,38 +81,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        commands = build_commands()
+        table = _command_table()
     for w in caught:  # one line each, not a traceback-style source dump
         print(f"geocert: warning: {w.message}", file=sys.stderr)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        _print_help(table)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        print(f"geocert: error: unknown command {name!r}{hint}; see geocert --help", file=sys.stderr)
+        return 2
     import tyro
 
     try:
-        config = tyro.extras.subcommand_cli_from_dict(
-            dict(sorted(commands.items())),
-            prog="geocert",
-            description=f"geocert {__version__}: randomized smoothing for 3D vision.",
-            args=argv,
-        )
+        config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         result = config.main()
     except GeocertError as exc:
-        print(f"geocert {_cmd_name(argv)}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"geocert {name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        name = getattr(exc, "filename", None)
-        msg = f"{name}: {exc.strerror}" if name and exc.strerror else _one_line(exc)
-        print(f"geocert {_cmd_name(argv)}: error: {msg}", file=sys.stderr)
+        fname = getattr(exc, "filename", None)
+        msg = f"{fname}: {exc.strerror}" if fname and exc.strerror else _one_line(exc)
+        print(f"geocert {name}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"geocert {_cmd_name(argv)}: interrupted (completed results are kept; rerun to resume)", file=sys.stderr)
+        print(f"geocert {name}: interrupted (finished results are kept; rerun to resume)", file=sys.stderr)
         return 130
     return int(result) if isinstance(result, int) else 0
-
-
-def _cmd_name(argv: list[str]) -> str:
-    return next((a for a in argv if not a.startswith("-")), "")
 
 
 if __name__ == "__main__":  # pragma: no cover
