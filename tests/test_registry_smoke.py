@@ -29,7 +29,7 @@ def test_in_repo_plugins_are_discovered_with_smoke_runs():
 def test_smoke_run_writes_config_and_metrics(plugin, command, args, tmp_path):
     out = tmp_path / "out"
     argv = [a.replace("{out}", str(out)).replace("{tmp}", str(tmp_path)) for a in args]
-    env = dict(os.environ, GEOCERT_CACHE=os.environ.get("GEOCERT_CACHE", str(tmp_path.parent / "geocert-cache")))
+    env = dict(os.environ)  # GEOCERT_CACHE: the session cache from conftest.py, shared by all smoke runs
     r = subprocess.run([sys.executable, "-m", "geocert.cli", command, *argv], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, f"{command} failed:\n{r.stderr[-3000:]}"
