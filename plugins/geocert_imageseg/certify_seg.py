@@ -42,8 +42,8 @@ TAU_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 class SegPipeline:
     """The base model f of denoised smoothing / SegCertify: ``[B, C, H, W]`` noisy images → labels ``[B, H, W]``.
 
-    ``forward_s`` accumulates the wall time spent inside the denoiser and segmentation model (the "forward
-    passes"), so that everything else in a certification run is measurable as overhead.
+    ``forward_s`` accumulates the wall time spent inside the denoiser and segmentation model calls (the
+    "forward passes"); everything else in a certification run (noise, argmax, counting, statistics) is overhead.
     """
 
     def __init__(self, model: Callable, *, model_channels: int | None, num_classes: int, sigma: float,
@@ -61,10 +61,12 @@ class SegPipeline:
         if self.model_channels is not None:
             z = convert_channels(z, self.model_channels)
         out = self.model(z)
-        labels = out.argmax(1) if out.dim() == 4 else out.long()
         self.forward_s += time.perf_counter() - t0
         self.calls += 1
-        return labels
+        if out.dim() != 4:
+            return out.long()
+        # argmax over a channels-last copy: ~4x faster on CPU than a strided argmax over dim 1
+        return out.permute(0, 2, 3, 1).contiguous().argmax(-1)
 
 
 def build_pipeline(model, meta: dict, *, sigma: float, denoiser=None) -> SegPipeline:
