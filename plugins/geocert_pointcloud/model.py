@@ -16,7 +16,7 @@ from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up"]
+__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm"]
 
 
 class _PointwiseBN(nn.Module):
@@ -70,6 +70,34 @@ class PointNetPartSeg(nn.Module):
         h = self.head_local(torch.cat([f1, f2], dim=-1)) + g[:, None, :]
         h = torch.relu(self.head_bn(h))
         return self.head(h)  # [B, N, num_parts]
+
+
+@torch.no_grad()
+def _fold(linear: nn.Linear, bn: nn.BatchNorm1d, extra: nn.Linear | None = None) -> None:
+    """Fold an eval-mode BatchNorm that follows ``linear`` (plus ``extra``, added before the BN) into them."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    linear.weight.mul_(scale[:, None])
+    linear.bias.copy_((linear.bias - bn.running_mean) * scale + bn.bias)
+    if extra is not None:
+        extra.weight.mul_(scale[:, None])
+
+
+def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
+    """An eval-only copy of ``model`` with every BatchNorm folded into the preceding linear layer (same
+    outputs up to float rounding, fewer passes over the ``[B, N, C]`` features)."""
+    import copy
+
+    fused = copy.deepcopy(model).eval()
+    for seq in (fused.enc1, fused.enc2, fused.enc3, fused.head[0]):
+        for i, layer in enumerate(seq):
+            if isinstance(layer, _PointwiseBN):
+                _fold(seq[i - 1], layer.bn)
+                seq[i] = nn.Identity()
+    _fold(fused.head_local, fused.head_bn.bn, fused.head_global)
+    fused.head_bn = nn.Identity()
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    return fused
 
 
 def build_model(spec: dict) -> PointNetPartSeg:

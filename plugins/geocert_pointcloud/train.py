@@ -39,9 +39,10 @@ def stack_shapes(shapes: list[Shape]) -> tuple[torch.Tensor, torch.Tensor, torch
 
 def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tensor, categories: torch.Tensor, *,
                 sigma: float, epochs: int, batch_size: int, lr: float, generator: torch.Generator,
-                rotation_sigma: float = 0.0, progress: bool = True) -> list[float]:
+                rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True) -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
-    radians); the loss is cross-entropy over each shape's own category parts. Returns per-epoch mean loss."""
+    radians); the loss is cross-entropy over each shape's own category parts. Each step uses a random
+    subset of ``train_points`` points per cloud (0 = all). Returns the per-epoch mean loss."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -60,13 +61,17 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
             idx = order[i:i + batch_size]
             if len(idx) < 2 and len(points) >= 2:  # BatchNorm needs > 1 cloud
                 continue
-            x = points[idx]
+            x, y = points[idx], labels[idx]
+            if 0 < train_points < points.shape[1]:
+                sub = torch.rand(len(idx), points.shape[1], generator=generator).argsort(dim=1)[:, :train_points]
+                x = x.gather(1, sub[..., None].expand(-1, -1, 3))
+                y = y.gather(1, sub)
             if rotation_sigma > 0:
                 x = torch.cat([rotate_about_up(x[j], torch.randn(1, generator=generator) * rotation_sigma)
                                for j in range(len(idx))])
             x = x + torch.randn(x.shape, generator=generator) * sigma
             logits = model(x, categories[idx]).masked_fill(~masks[idx][:, None, :], -1e9)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[idx].reshape(-1))
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -156,8 +161,8 @@ def _validate(cfg) -> None:
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"lr must be > 0, got {cfg.lr}")
-    if cfg.max_train_shapes < 0 or cfg.eval_shapes < 0:
-        raise ParameterError("max-train-shapes and eval-shapes must be >= 0 (0 = all)")
+    if cfg.max_train_shapes < 0 or cfg.eval_shapes < 0 or cfg.train_points < 0:
+        raise ParameterError("max-train-shapes, eval-shapes and train-points must be >= 0 (0 = all)")
     if not (math.isfinite(cfg.rotation_sigma_deg) and cfg.rotation_sigma_deg >= 0):
         raise ParameterError(f"rotation-sigma-deg must be >= 0, got {cfg.rotation_sigma_deg}")
 
@@ -192,7 +197,8 @@ def run_train(cfg) -> dict:
     pts, lab, cat = stack_shapes(train_shapes)
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                         lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg))
+                         lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
+                         train_points=cfg.train_points)
     train_s = time.perf_counter() - t0
     eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, generator=torch.Generator().manual_seed(
         cfg.seed + 1))

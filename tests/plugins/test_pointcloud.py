@@ -9,11 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from geocert.cli import main as cli
-from geocert.errors import InputError, ParameterError
 from geocert_pointcloud.data import (
-    CATEGORIES,
     CATEGORY_PARTS,
     NUM_PARTS,
     ShapeNetPart,
@@ -22,15 +18,28 @@ from geocert_pointcloud.data import (
     load_shapes,
 )
 from geocert_pointcloud.evaluate import miou_summary, shape_iou, shape_iou_reference
-from geocert_pointcloud.model import PointNetPartSeg, fuse_batchnorm, part_mask, predict_parts, rotate_about_up
+from geocert_pointcloud.model import (
+    PointNetPartSeg,
+    fuse_batchnorm,
+    part_mask,
+    predict_parts,
+    rotate_about_up,
+)
 from geocert_pointcloud.scenes import PROCEDURAL_CATEGORIES, make_dataset, make_shape
+
+from geocert.cli import main as cli
+from geocert.errors import InputError
 
 torch.set_num_threads(2)
 
 
+TINY_CATEGORIES = ("Chair", "Mug", "Table")
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("pcds"), shapes_per_category=5, num_points=400, seed=3)
+    return make_dataset(tmp_path_factory.mktemp("pcds"), shapes_per_category=5, num_points=400, seed=3,
+                        categories=TINY_CATEGORIES)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -38,16 +47,17 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 def test_make_dataset_layout_and_determinism(tiny_dataset, tmp_path):
     lines = (tiny_dataset / "synsetoffset2category.txt").read_text().split("\n")
-    assert [ln.split("\t")[0] for ln in lines if ln] == list(PROCEDURAL_CATEGORIES)
+    assert [ln.split("\t")[0] for ln in lines if ln] == list(TINY_CATEGORIES)
     train = json.loads((tiny_dataset / "train_test_split" / "shuffled_train_file_list.json").read_text())
     test = json.loads((tiny_dataset / "train_test_split" / "shuffled_test_file_list.json").read_text())
-    assert len(train) == 4 * 4 and len(test) == 4 * 1 and not set(train) & set(test)
+    assert len(train) == 3 * 4 and len(test) == 3 * 1 and not set(train) & set(test)
     assert all(e.startswith("shape_data/") for e in train)
     first = tiny_dataset / train[0].split("/", 1)[1]
     rows = np.loadtxt(first.with_suffix(".txt"))
     assert rows.shape == (400, 7)
     np.testing.assert_allclose(np.linalg.norm(rows[:, 3:6], axis=1), 1.0, atol=1e-5)  # unit normals
-    again = make_dataset(tmp_path / "again", shapes_per_category=5, num_points=400, seed=3)
+    again = make_dataset(tmp_path / "again", shapes_per_category=5, num_points=400, seed=3,
+                         categories=TINY_CATEGORIES)
     first = first.with_suffix(".txt")
     assert (again / first.relative_to(tiny_dataset)).read_bytes() == first.read_bytes()
 
@@ -57,7 +67,7 @@ def test_make_shape_parts(category):
     pts, nrm, lab = make_shape(category, np.random.default_rng(0), 3000)
     assert pts.shape == (3000, 3) and nrm.shape == (3000, 3)
     assert set(np.unique(lab)) <= set(CATEGORY_PARTS[category])
-    assert len(np.unique(lab)) >= 3  # at least three parts present in every category
+    assert len(np.unique(lab)) >= 2  # every category has at least two parts present
     # the up axis is y: the lowest part of a chair or a table is its legs
     if category in ("Chair", "Table"):
         low = lab[pts[:, 1] < np.quantile(pts[:, 1], 0.05)]
@@ -142,7 +152,7 @@ def test_bad_npy_ply_and_dataset_labels(tmp_path, tiny_dataset):
         load_cloud_file(tmp_path / "missing.txt")
     # a chair label inside an airplane file of the benchmark is out of range for that category
     ds = ShapeNetPart(tiny_dataset)
-    cat, name, path = next(it for it in ds.items("train") if it[0] == "Airplane")
+    cat, name, path = next(it for it in ds.items("train") if it[0] == "Table")
     rows = np.loadtxt(path)
     rows[0, 6] = CATEGORY_PARTS["Chair"][0]
     wrong = tmp_path / "wrong.txt"
@@ -199,3 +209,196 @@ def test_rotate_about_up():
     torch.testing.assert_close(rot[1, :, 0], pts[:, 2])  # +90°: x' = z
     twice = rotate_about_up(rotate_about_up(pts, ang[3:])[0], ang[3:])
     torch.testing.assert_close(twice[0], rotate_about_up(pts, 2 * ang[3:])[0])  # angles add up
+
+
+# ---------------------------------------------------------------------------------------------- certification
+
+
+class _FixedModel(torch.nn.Module):
+    """A fake PointNet that ignores its input: logits favour ``labels[i]`` for point i (or random labels)."""
+
+    num_categories = 16
+
+    def __init__(self, labels: torch.Tensor, random: bool = False):
+        super().__init__()
+        self.labels, self.random = labels, random
+
+    def forward(self, points, category):
+        b, n, _ = points.shape
+        if self.random:
+            return torch.randn(b, n, NUM_PARTS)
+        return torch.nn.functional.one_hot(self.labels.expand(b, -1), NUM_PARTS).float()
+
+
+def _cfg(**kw):
+    from geocert_pointcloud.config import CertifyPcConfig
+
+    base = dict(n0=5, n=100, tau=0.75, alpha=0.01, batch_size=50, seed=0, num_points=64)
+    base.update(kw)
+    return CertifyPcConfig(**base)
+
+
+def test_certify_shape_constant_model_certifies_every_point():
+    from geocert_pointcloud.certify_pc import certify_shape
+    from geocert_pointcloud.data import Shape
+
+    pts, _, lab = make_shape("Chair", np.random.default_rng(0), 64)
+    shape = Shape("s", "Chair", pts.astype(np.float32), lab, Path("s.txt"))
+    for mode in ("xyz", "rotation"):
+        res = certify_shape(_FixedModel(torch.from_numpy(lab)), shape, _cfg(mode=mode), None, progress=False)
+        np.testing.assert_array_equal(res["certified"], lab)
+        assert (res["top_counts"] == 100).all() and res["n"] == 100
+        expected_r = 0.25 * 0.6744897501960817 if mode == "xyz" else 10.0 * 0.6744897501960817
+        assert res["radius"] == pytest.approx(expected_r, rel=1e-6)
+        assert (res["point_radius"] > res["radius"]).all()  # p̲ > τ everywhere
+
+
+def test_certify_shape_random_model_abstains_and_restricts_parts():
+    from geocert_pointcloud.certify_pc import certify_shape
+    from geocert_pointcloud.data import Shape
+
+    pts, _, lab = make_shape("Table", np.random.default_rng(1), 64)
+    shape = Shape("t", "Table", pts.astype(np.float32), lab, Path("t.txt"))
+    res = certify_shape(_FixedModel(torch.from_numpy(lab), random=True), shape, _cfg(), None, progress=False)
+    assert (res["certified"] == -1).all()  # 3 parts at random: p ≈ 1/3 < τ
+    assert set(np.unique(res["smoothed"])) <= set(CATEGORY_PARTS["Table"])  # restricted to the category
+    assert (res["top_counts"] < 75).all()
+
+
+def test_base_model_rotation_matches_rotated_cloud():
+    from geocert_pointcloud.certify_pc import make_base_model
+    from geocert_pointcloud.data import Shape
+
+    torch.manual_seed(0)
+    model = PointNetPartSeg(width=8).eval()
+    pts, _, lab = make_shape("Lamp", np.random.default_rng(2), 128)
+    shape = Shape("l", "Lamp", pts.astype(np.float32), lab, Path("l.txt"))
+    f_rot, x_rot = make_base_model(model, shape, "rotation", None)
+    f_xyz, x_xyz = make_base_model(model, shape, "xyz", None)
+    assert x_rot.shape == (1,) and x_xyz.shape == (128, 3)
+    angles = torch.tensor([[0.0], [0.7]])
+    with torch.no_grad():
+        out = f_rot(angles)
+        assert torch.equal(out[0], f_xyz(x_xyz[None])[0])
+        assert torch.equal(out[1], f_xyz(rotate_about_up(x_xyz, angles[1]))[0])
+
+
+# ---------------------------------------------------------------------------------------------- CLI end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    rc = cli(["train-pc", str(tiny_dataset), "--output", str(out), "--epochs", "2", "--width", "8",
+              "--num-points", "256", "--train-points", "128", "--batch-size", "8"])
+    assert rc == 0
+    return out
+
+
+def test_train_pc_outputs(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["num_train_shapes"] == 12 and metrics["num_test_shapes"] == 3
+    for tag in ("clean", "noisy"):
+        assert 0.0 <= metrics["test"][tag]["accuracy"] <= 1.0
+        assert 0.0 <= metrics["test"][tag]["instance_miou"] <= 1.0
+    assert len(metrics["loss_per_epoch"]) == 2 and all(math.isfinite(v) for v in metrics["loss_per_epoch"])
+    from geocert_pointcloud.train import load_checkpoint
+
+    model, ckpt = load_checkpoint(trained / "model.pt")
+    assert ckpt["sigma"] == 0.25 and model.width == 8 and ckpt["categories"] == list(TINY_CATEGORIES)
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["plugin"] == "pointcloud" and cfg["seed"] == 0
+
+
+def _certify_args(tiny_dataset, trained, out, *extra):
+    return ["certify-pc", str(tiny_dataset), "--checkpoint", str(trained / "model.pt"), "--output", str(out),
+            "--num-shapes", "2", "--num-points", "128", "--n0", "4", "--n", "60", "--tau", "0.6",
+            "--alpha", "0.05", "--batch-size", "30", "--curve-taus", "0.55", "0.6", "0.7", *extra]
+
+
+def test_certify_pc_end_to_end_and_resume(tiny_dataset, trained, tmp_path):
+    out = tmp_path / "cert"
+    assert cli(_certify_args(tiny_dataset, trained, out)) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_shapes"] == 2 and m["num_points"] == 256
+    assert m["radius"] == pytest.approx(0.25 * 0.2533471031357997, rel=1e-6)
+    assert 0.0 <= m["certified_accuracy"] <= 1.0 - m["abstain_rate"] + 1e-12  # abstentions count as wrong
+    assert m["timings"]["sampling_s"] > 0 and m["timings"]["statistics_s"] >= 0
+    assert {c["correction"] for c in m["curve"]} == {"none", "bonferroni", "holm"}
+    holm = {c["tau"]: c for c in m["curve"] if c["correction"] == "holm"}
+    bonf = {c["tau"]: c for c in m["curve"] if c["correction"] == "bonferroni"}
+    for t in holm:  # Holm certifies at least what Bonferroni does; larger τ certifies no more
+        assert holm[t]["certified_fraction"] >= bonf[t]["certified_fraction"]
+    assert holm[0.55]["certified_fraction"] >= holm[0.7]["certified_fraction"]
+    assert holm[0.6]["certified_accuracy"] == pytest.approx(m["certified_accuracy"])
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["num_points"] == 128 for r in records)
+    for name in ("certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png", "config.json"):
+        assert (out / name).stat().st_size > 0
+    # PLY: certified labels stored, abstentions white
+    ply = sorted((out / "ply").glob("*.ply"))[0]
+    raw = ply.read_bytes()
+    body = raw[raw.index(b"end_header\n") + len(b"end_header\n"):]
+    vert = np.frombuffer(body, dtype=[("p", "<f4", 3), ("c", "u1", 3), ("label", "<i4")])
+    assert len(vert) == 128
+    white = np.all(vert["c"] == 255, axis=1)
+    np.testing.assert_array_equal(white, vert["label"] == -1)
+    z = np.load(out / "shapes" / ply.with_suffix(".npz").name)
+    np.testing.assert_array_equal(z["certified"], vert["label"])
+    # resume: a second run certifies nothing new and gives the same metrics
+    assert cli(_certify_args(tiny_dataset, trained, out)) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["certified_accuracy"] == m["certified_accuracy"]
+    # a different configuration in the same folder is refused (exit 2) unless --overwrite
+    assert cli(_certify_args(tiny_dataset, trained, out, "--seed", "1")) == 2
+    assert cli(_certify_args(tiny_dataset, trained, out, "--seed", "1", "--overwrite")) == 0
+
+
+def test_certify_pc_single_file_rotation(trained, tmp_path):
+    pts, _, _ = make_shape("Mug", np.random.default_rng(5), 300)
+    cloud = tmp_path / "mug.npy"
+    np.save(cloud, pts)  # no labels
+    out = tmp_path / "rot"
+    rc = cli(["certify-pc", str(cloud), "--checkpoint", str(trained / "model.pt"), "--output", str(out),
+              "--category", "Mug", "--mode", "rotation", "--angle-sigma-deg", "5", "--n0", "4", "--n", "40",
+              "--tau", "0.55", "--alpha", "0.1", "--num-points", "100", "--batch-size", "40"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["radius_unit"] == "degrees" and m["radius"] == pytest.approx(5 * 0.12566134685507402, rel=1e-6)
+    assert "certified_accuracy" not in m and m["num_points"] == 100
+    z = np.load(next((out / "shapes").glob("*.npz")))
+    assert set(np.unique(z["certified"])) <= set(CATEGORY_PARTS["Mug"]) | {-1}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sigma", "0"], "sigma"),
+        (["--tau", "1.0"], "tau"),
+        (["--tau", "0.4"], "tau"),
+        (["--n0", "60"], "n0"),
+        (["--tau", "0.99"], "can never be certified"),
+        (["--category", "Spaceship"], "category"),
+    ],
+)
+def test_certify_pc_bad_parameters(tiny_dataset, trained, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert cli(_certify_args(tiny_dataset, trained, out, *extra)) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "warning" not in ln]  # other plugins may warn
+    assert len(err) == 1 and err[0].startswith("geocert certify-pc: error:") and message in err[0]
+    assert not out.exists()  # nothing written
+
+
+def test_certify_pc_bad_inputs(tiny_dataset, trained, tmp_path, capsys):
+    out = tmp_path / "bad"
+    bad = tmp_path / "nan.txt"
+    bad.write_text("0 0 0\nnan 1 1\n")
+    args = _certify_args(tiny_dataset, trained, out)
+    assert cli([args[0], str(bad), *args[2:]]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert cli([*args[:3], str(tmp_path / "missing.pt"), *args[4:]]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert cli(["train-pc", str(tmp_path), "--output", str(out)]) == 2
+    assert "synsetoffset2category" in capsys.readouterr().err
+    assert not out.exists()
