@@ -46,8 +46,8 @@ class TrainPcConfig:
     """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
     seed: int = 0
     """Seed of initialisation, shuffling and noise (runs are reproducible)."""
-    threads: int = 2
-    """torch CPU threads."""
+    threads: int = 1
+    """torch CPU threads (1 is fastest on a shared machine: small ops stall on busy cores with more)."""
 
     def main(self) -> None:
         from geocert_pointcloud.train import run_train
@@ -103,8 +103,8 @@ class CertifyPcConfig:
     """Write ply/<shape>.ply coloured by certified part (abstentions white)."""
     overwrite: bool = False
     """Discard results already in --output instead of resuming."""
-    threads: int = 2
-    """torch CPU threads."""
+    threads: int = 1
+    """torch CPU threads (1 is fastest on a shared machine: small ops stall on busy cores with more)."""
 
     def main(self) -> None:
         from geocert_pointcloud.certify_pc import run_certify

@@ -30,7 +30,7 @@ from geocert_pointcloud.scenes import PROCEDURAL_CATEGORIES, make_dataset, make_
 from geocert.cli import main as cli
 from geocert.errors import InputError
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 TINY_CATEGORIES = ("Chair", "Mug", "Table")
