@@ -159,16 +159,28 @@ def _load_model(cfg, image: torch.Tensor):
     return model, meta
 
 
-def _load_denoiser(cfg):
+def _load_denoiser(cfg, sigma: float):
     if cfg.denoiser in ("none", ""):
         return None, {"kind": "none"}
-    from geocert_imageseg.denoise import load_denoiser
+    import sys
+
+    from geocert_imageseg.denoise import DiffusionDenoiser, load_denoiser
 
     if cfg.denoiser == "unet":
         from geocert_imageseg.commands import default_unet_denoiser
 
-        return load_denoiser(default_unet_denoiser(progress=cfg.progress))
-    return load_denoiser(cfg.denoiser, steps=cfg.denoise_steps)
+        den, info = load_denoiser(default_unet_denoiser(progress=cfg.progress))
+    else:
+        den, info = load_denoiser(cfg.denoiser, steps=cfg.denoise_steps)
+    if isinstance(den, DiffusionDenoiser):
+        den.check_sigma(sigma)
+        info["t_star"] = den.timestep(sigma)
+        a = float(den.alphas_cumprod[info["t_star"]])
+        info["sigma_at_t_star"] = ((1 - a) / a) ** 0.5 / 2  # the σ ([0, 1] units) the grid point t* matches
+    elif info.get("sigma_min") is not None and not info["sigma_min"] <= sigma <= info["sigma_max"]:
+        print(f"geocert certify-seg: warning: sigma={sigma} is outside the denoiser's training range "
+              f"[{info['sigma_min']}, {info['sigma_max']}]", file=sys.stderr)
+    return den, info
 
 
 def _run_key(cfg, meta: dict, den_info: dict) -> str:
@@ -269,7 +281,7 @@ def run_certify_seg(cfg) -> None:
     class_names = meta.get("class_names") or class_names
     if class_names is not None and len(class_names) != num_classes:
         class_names = None
-    denoiser, den_info = _load_denoiser(cfg)
+    denoiser, den_info = _load_denoiser(cfg, sigma)
 
     # validate every image and mask before writing anything
     images: list[tuple[str, Path, Path | None]] = []

@@ -76,10 +76,26 @@ class DiffusionDenoiser:
         cfg = getattr(unet, "config", None)
         self.in_channels = int(getattr(cfg, "in_channels", 3)) if cfg is not None else 3
         self.sample_size = getattr(cfg, "sample_size", None) if cfg is not None else None
+        levels = len(getattr(cfg, "block_out_channels", (0,))) if cfg is not None else 1
+        self.size_multiple = 2 ** max(levels - 1, 0)
 
     def timestep(self, sigma: float) -> int:
         """t* for σ in [0, 1] units (the model sees 2σ in [−1, 1])."""
         return timestep_for_sigma(self.alphas_cumprod, 2.0 * sigma)
+
+    def sigma_range(self) -> tuple[float, float]:
+        """The σ ([0, 1] units) at the first and last timestep of the schedule."""
+        ratio = (1.0 - self.alphas_cumprod) / self.alphas_cumprod
+        return float(ratio[0].sqrt()) / 2.0, float(ratio[-1].sqrt()) / 2.0
+
+    def check_sigma(self, sigma: float) -> None:
+        """Raise :class:`ParameterError` when σ lies beyond the schedule's noise levels (no t* matches)."""
+        from geocert.errors import ParameterError
+
+        lo, hi = self.sigma_range()
+        if not lo * 0.5 <= sigma <= hi * 1.05:
+            raise ParameterError(f"sigma={sigma} is outside the diffusion schedule's noise range "
+                                 f"[{lo:.4g}, {hi:.4g}] ([0, 1] pixel units)")
 
     def _predict_x0(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = float(self.alphas_cumprod[t])
@@ -103,6 +119,10 @@ class DiffusionDenoiser:
     def denoise(self, x_noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         t_star = self.timestep(sigma)
         a = float(self.alphas_cumprod[t_star])
+        h, w = x_noisy.shape[-2:]
+        ph, pw = (-h) % self.size_multiple, (-w) % self.size_multiple
+        if ph or pw:  # the U-Net's down-sampling needs a multiple of 2^(levels-1): pad, denoise, crop
+            x_noisy = torch.nn.functional.pad(x_noisy, (0, pw, 0, ph), mode="replicate")
         x_t = a**0.5 * (2.0 * x_noisy - 1.0)
         x0, eps = self._predict_x0(x_t, t_star)
         if self.steps > 1 and t_star > 0:
@@ -114,7 +134,7 @@ class DiffusionDenoiser:
                     x0, eps = self._predict_x0(x_t, 0)
                     break
                 x0, eps = self._predict_x0(x_t, t_prev)
-        return ((x0 + 1.0) / 2.0).clamp(0.0, 1.0)
+        return ((x0[..., :h, :w] + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 def _scheduler_config(folder: Path) -> Path | None:

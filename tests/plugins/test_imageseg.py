@@ -23,7 +23,7 @@ from geocert_imageseg.metrics import confusion_stats, confusion_stats_reference,
 from geocert_imageseg.models import SEG_KIND, SegModel, load_checkpoint, save_checkpoint
 
 from geocert.cli import main as cli_main
-from geocert.errors import InputError
+from geocert.errors import InputError, ParameterError
 
 torch.set_num_threads(2)
 
@@ -214,6 +214,10 @@ def test_diffusers_folder_loading(tmp_path):
     x = torch.rand(2, 1, 16, 16)
     ref = DiffusionDenoiser(unet, sched.alphas_cumprod).denoise(x, 0.3)
     torch.testing.assert_close(den.denoise(x, 0.3), ref)
+    odd = den.denoise(torch.rand(1, 1, 15, 13), 0.3)  # padded to the U-Net's multiple, cropped back
+    assert odd.shape == (1, 1, 15, 13) and float(odd.min()) >= 0 and float(odd.max()) <= 1
+    with pytest.raises(ParameterError, match="outside the diffusion schedule's noise range"):
+        den.check_sigma(500.0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty: not a diffusers model folder"):
         load_diffusion_denoiser(tmp_path / "empty")
@@ -285,6 +289,28 @@ def test_certify_seg_reproducible_and_denoised(tiny_data, tiny_model, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "labels.npy"), np.load(tmp_path / "c" / "labels.npy"))
     cfg = json.loads((tmp_path / "c" / "config.json").read_text())
     assert cfg["denoiser"]["kind"] == "unet"
+
+
+def test_certify_seg_with_diffusers_folder(tiny_data, tiny_model, tmp_path):
+    import diffusers
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 8), norm_num_groups=4,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    unet.save_pretrained(str(tmp_path / "ddpm" / "unet"))
+    sched.save_pretrained(str(tmp_path / "ddpm" / "scheduler"))
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    out = tmp_path / "dd"
+    assert _run("certify-seg", img, "--model", tiny_model, "--denoiser", tmp_path / "ddpm", "--sigma", 0.5,
+                "--n", 20, "--n0", 2, "--tau", 0.5, "--alpha", 0.05, "--output", out, "--no-progress") == 0
+    info = json.loads((out / "config.json").read_text())["denoiser"]
+    abar = sched.alphas_cumprod.double()
+    assert info["kind"] == "diffusion" and info["t_star"] == int(torch.argmin(((1 - abar) / abar - 1.0).abs()))
+    assert info["sigma_at_t_star"] == pytest.approx(0.5, rel=0.01)
+    assert np.load(out / "labels.npy").shape == (32, 32)
 
 
 def test_certify_seg_dataset_mode_resumes(tiny_data, tiny_model, tmp_path, capsys):
