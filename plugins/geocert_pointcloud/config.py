@@ -68,8 +68,8 @@ class CertifyPcConfig:
     """Output folder: metrics.json, results.jsonl, shapes/*.npz, ply/*.ply, plots, config.json."""
     split: Literal["train", "val", "test"] = "test"
     """Dataset split to certify (dataset folders only)."""
-    num_shapes: int = 10
-    """Certify this many shapes of the split, evenly spaced over it (0 = all)."""
+    num_shapes: int = 16
+    """Certify this many shapes of the split, evenly spaced over it sorted by category and name (0 = all)."""
     category: str | None = None
     """Restrict to one category (e.g. Chair); for a single unlabelled file, the category of the shape."""
     mode: Literal["xyz", "rotation"] = "xyz"

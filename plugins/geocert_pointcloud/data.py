@@ -311,7 +311,8 @@ def evenly_spaced(count: int, total: int) -> list[int]:
 
 def load_shapes(data: Path, *, split: str = "test", num_shapes: int = 0, num_points: int = 2048, seed: int = 0,
                 category: str | None = None) -> list[Shape]:
-    """A dataset folder's split (``num_shapes`` evenly spaced shapes, 0 = all) or one cloud file."""
+    """A dataset folder's split (``num_shapes`` shapes evenly spaced over the split sorted by category and
+    name, 0 = all) or one cloud file."""
     data = Path(data)
     if category is not None and category not in CATEGORIES:
         raise ParameterError(f"category must be one of {', '.join(CATEGORIES)}, got {category!r}")
@@ -320,6 +321,8 @@ def load_shapes(data: Path, *, split: str = "test", num_shapes: int = 0, num_poi
         items = ds.items(split)
         if category is not None:
             items = [it for it in items if it[0] == category]
+        # a stable order (category, then name) so evenly spaced shapes cover every category in proportion
+        items = sorted(items, key=lambda it: (CATEGORIES.index(it[0]), it[1]))
         if not items:
             raise InputError(f"{ds.split_file(split)}: no shapes in split {split!r}"
                              + (f" for category {category}" if category else ""))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from geocert_pointcloud.data import (
+    CATEGORIES,
     CATEGORY_PARTS,
     NUM_PARTS,
     ShapeNetPart,
@@ -97,8 +98,9 @@ def test_evenly_spaced_not_first():
 
 def test_load_shapes_split_selection(tiny_dataset):
     shapes = load_shapes(tiny_dataset, split="train", num_shapes=4, num_points=256)
-    allitems = ShapeNetPart(tiny_dataset).items("train")
+    allitems = sorted(ShapeNetPart(tiny_dataset).items("train"), key=lambda it: (CATEGORIES.index(it[0]), it[1]))
     assert [s.name for s in shapes] == [allitems[i][1] for i in evenly_spaced(4, len(allitems))]
+    assert {s.category for s in shapes} == set(TINY_CATEGORIES)  # spread over the categories
     chairs = load_shapes(tiny_dataset, split="train", num_shapes=0, num_points=256, category="Chair")
     assert len(chairs) == 4 and {s.category for s in chairs} == {"Chair"}
 
