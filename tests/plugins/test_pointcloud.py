@@ -404,3 +404,27 @@ def test_certify_pc_bad_inputs(tiny_dataset, trained, tmp_path, capsys):
     assert cli(["train-pc", str(tmp_path), "--output", str(out)]) == 2
     assert "synsetoffset2category" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_certify_shape_is_reproducible_and_seed_dependent():
+    from geocert_pointcloud.certify_pc import certify_shape
+    from geocert_pointcloud.data import Shape
+
+    class SignModel(torch.nn.Module):  # blade if the noisy x > 0, else handle: the votes depend on the noise
+        num_categories = 16
+
+        def forward(self, points, category):
+            logits = torch.zeros(*points.shape[:2], NUM_PARTS)
+            logits[..., 22], logits[..., 23] = points[..., 0], -points[..., 0]
+            return logits
+
+    model = SignModel()
+    pts, _, lab = make_shape("Knife", np.random.default_rng(3), 64)
+    shape = Shape("k", "Knife", pts.astype(np.float32), lab, Path("k.txt"))
+    a = certify_shape(model, shape, _cfg(n=40, n0=4), None, progress=False)
+    b = certify_shape(model, shape, _cfg(n=40, n0=4), None, progress=False)
+    c = certify_shape(model, shape, _cfg(n=40, n0=4, seed=1), None, progress=False)
+    np.testing.assert_array_equal(a["top_counts"], b["top_counts"])
+    np.testing.assert_array_equal(a["certified"], b["certified"])
+    assert not np.array_equal(a["pvalues"], c["pvalues"])  # another seed draws other noise
+    assert set(np.unique(a["top_classes"])) <= set(CATEGORY_PARTS["Knife"])
