@@ -15,4 +15,10 @@ PLUGIN = Plugin(
     description="Certified point-cloud part segmentation (SegCertify, PointNet, ShapeNet-part format)",
     commands={"train-pc": TrainPcConfig, "certify-pc": CertifyPcConfig},
     version=PLUGIN_VERSION,
+    smoke={
+        "train-pc": ("--output", "{out}", "--epochs", "1", "--width", "8", "--num-points", "256",
+                     "--train-points", "64", "--max-train-shapes", "16", "--eval-shapes", "8"),
+        "certify-pc": ("--checkpoint", "auto", "--output", "{out}", "--num-shapes", "2", "--num-points", "256",
+                       "--n0", "4", "--n", "40", "--tau", "0.6", "--alpha", "0.1", "--batch-size", "40"),
+    },
 )

@@ -179,15 +179,19 @@ def run_certify(cfg) -> dict:
     correction = cfg.correction
     check_tau_reachable(cfg.tau, cfg.n, cfg.alpha, cfg.num_points, correction, cfg.k)
     torch.set_num_threads(cfg.threads)
-    model, ckpt = load_checkpoint(cfg.checkpoint)
-    model = fuse_batchnorm(model)  # same outputs, fewer passes over the features
-    checkpoint_sha = hashlib.sha256(Path(cfg.checkpoint).read_bytes()).hexdigest()
     data = Path(cfg.data) if cfg.data is not None else default_dataset()
     shapes = load_shapes(data, split=cfg.split, num_shapes=cfg.num_shapes, num_points=cfg.num_points,
                          seed=cfg.seed, category=cfg.category)
     names = [s.name for s in shapes]
     if len(set(names)) != len(names):
         raise InputError(f"{data}: duplicate shape names in split {cfg.split!r}")
+    ckpt_path = default_checkpoint() if str(cfg.checkpoint) == "auto" else Path(cfg.checkpoint)
+    model, ckpt = load_checkpoint(ckpt_path)
+    model = fuse_batchnorm(model)  # same outputs, fewer passes over the features
+    checkpoint_sha = hashlib.sha256(ckpt_path.read_bytes()).hexdigest()
+    unseen = sorted({s.category for s in shapes if s.category is not None} - set(ckpt.get("categories", [])))
+    if unseen:
+        print(f"certify-pc: warning: {ckpt_path} was not trained on {', '.join(unseen)}", file=sys.stderr)
     trained = [c for c in ckpt.get("categories", []) if c in CATEGORY_PARTS]
     allowed_unknown = sorted(p for c in trained for p in CATEGORY_PARTS[c]) or None
 
@@ -249,6 +253,26 @@ def run_certify(cfg) -> dict:
           + f"abstain {metrics['abstain_rate']:.3f}, sampling {metrics['timings']['sampling_s']:.1f}s, "
           f"statistics {metrics['timings']['statistics_s']:.2f}s → {out}")
     return metrics
+
+
+def default_checkpoint() -> Path:
+    """``--checkpoint auto``: the default model (``geocert train-pc`` defaults on the default dataset), trained
+    once into ``$GEOCERT_CACHE/pointcloud/models/`` (temp folder + rename) and reused afterwards."""
+    import tempfile
+
+    from geocert_pointcloud.config import TrainPcConfig
+    from geocert_pointcloud.scenes import _DATASET_VERSION, cache_root
+    from geocert_pointcloud.train import run_train
+
+    target = cache_root() / "pointcloud" / "models" / f"default_procedural_v{_DATASET_VERSION}.pt"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"certify-pc: training the default model once into {target}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix=".tmp_train_", dir=target.parent) as tmp:
+        run_train(TrainPcConfig(output=Path(tmp)))
+        Path(tmp, "model.pt").replace(target)
+    return target
 
 
 def _shape_record(shape: Shape, res: dict, cfg) -> dict:

@@ -63,7 +63,7 @@ class CertifyPcConfig:
     """A ShapeNet-part folder, or one cloud file (.txt x y z [nx ny nz] [part], .ply, .npy). Default: the
     bundled procedural dataset."""
     checkpoint: Path = Path("outputs/train-pc/model.pt")
-    """Base model trained by `geocert train-pc`."""
+    """Base model trained by `geocert train-pc`; `auto`: the default model, trained once into the cache."""
     output: Path = Path("outputs/certify-pc")
     """Output folder: metrics.json, results.jsonl, shapes/*.npz, ply/*.ply, plots, config.json."""
     split: Literal["train", "val", "test"] = "test"
