@@ -110,6 +110,16 @@ def _labels_from(path: Path, column: np.ndarray, allowed: tuple[int, ...] | None
 
 
 def _read_txt(path: Path) -> np.ndarray:
+    import warnings
+
+    try:  # fast path (numpy's C parser); the slow path below diagnoses malformed files
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = np.loadtxt(path, ndmin=2, dtype=np.float64, comments="#")
+        if arr.size:
+            return arr
+    except (ValueError, UnicodeDecodeError):
+        pass
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
