@@ -29,8 +29,9 @@ from geocert_pointcloud.train import load_checkpoint
 __all__ = ["run_certify", "make_base_model", "certify_shape", "statistics_for", "summarize"]
 
 RESULTS = "results.jsonl"
-# config fields that do not change the per-shape results (a resumed run may change them)
-_NON_RESULT_FIELDS = ("output", "overwrite", "threads", "save_ply", "curve_taus")
+# config fields that do not change the per-shape results (a resumed run may change them; e.g. a larger
+# --num-shapes reuses every shape already certified, since each shape's noise seed depends only on its name)
+_NON_RESULT_FIELDS = ("output", "overwrite", "threads", "save_ply", "curve_taus", "num_shapes")
 
 
 def make_base_model(model, shape: Shape, mode: str, allowed_parts):

@@ -352,6 +352,10 @@ def test_certify_pc_end_to_end_and_resume(tiny_dataset, trained, tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["certified_accuracy"] == m["certified_accuracy"]
+    # more shapes: the two finished ones are reused, one more is certified
+    assert cli([*_certify_args(tiny_dataset, trained, out), "--num-shapes", "3"]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "metrics.json").read_text())["num_shapes"] == 3
     # a different configuration in the same folder is refused (exit 2) unless --overwrite
     assert cli(_certify_args(tiny_dataset, trained, out, "--seed", "1")) == 2
     assert cli(_certify_args(tiny_dataset, trained, out, "--seed", "1", "--overwrite")) == 0
