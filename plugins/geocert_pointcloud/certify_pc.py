@@ -201,7 +201,7 @@ def run_certify(cfg) -> dict:
     if cfg.overwrite:
         for sub in ("shapes", "ply"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        for f in (RESULTS, "metrics.json", "certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png"):
+        for f in (RESULTS, "metrics.json", "certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png", "kfwer.png"):
             (out / f).unlink(missing_ok=True)
     elif (out / RESULTS).exists():
         old = read_json(out / "config.json") if (out / "config.json").exists() else {}
@@ -242,11 +242,13 @@ def run_certify(cfg) -> dict:
             results.append((shape, {k: z[k] for k in z.files}, done[shape.name]))
     metrics = summarize(results, cfg)
     write_json(out / "metrics.json", metrics)
-    from geocert_pointcloud.plots import plot_corrections, plot_radius_curve
+    from geocert_pointcloud.plots import plot_corrections, plot_kfwer, plot_radius_curve
 
     if metrics.get("curve"):
         plot_radius_curve(out / "certified_accuracy_vs_radius.png", metrics, cfg)
         plot_corrections(out / "bonferroni_vs_holm.png", metrics, cfg)
+    if metrics.get("kfwer"):
+        plot_kfwer(out / "kfwer.png", metrics, cfg)
     unit = "" if cfg.mode == "xyz" else "°"
     acc = metrics.get("certified_accuracy")
     print(f"certify-pc: {len(shapes)} shapes × {cfg.num_points} points, R = {metrics['radius']:.3f}{unit}: "
@@ -365,6 +367,19 @@ def summarize(results: list, cfg) -> dict:
             curve.append({"tau": tau, "correction": corr, "radius": float(sigma * stats_ppf(tau) * to_unit),
                           "certified_accuracy": cert_ok / tgt.size, "certified_fraction": ok_all / tgt.size})
     m["curve"] = curve
+    # k-FWER (Figure 6): Holm allowing up to k − 1 false certificates per cloud, at the run's τ
+    kfwer = []
+    for kk in sorted({1, 5, 20, 100, cfg.k}):
+        if cfg.tau > stats.max_certifiable_tau(cfg.n, cfg.alpha, cfg.num_points, "holm", kk):
+            continue
+        ok_all, cert_ok = 0, 0
+        for _, a, _ in labelled:
+            acc_mask = statistics_for(a["top_counts"], cfg.n, cfg.tau, cfg.alpha, "holm", kk)
+            ok_all += int(acc_mask.sum())
+            cert_ok += int((acc_mask & (a["top_classes"] == a["target"])).sum())
+        kfwer.append({"k": kk, "tau": cfg.tau, "certified_accuracy": cert_ok / tgt.size,
+                      "certified_fraction": ok_all / tgt.size})
+    m["kfwer"] = kfwer
     return m
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-__all__ = ["plot_radius_curve", "plot_corrections"]
+__all__ = ["plot_radius_curve", "plot_corrections", "plot_kfwer"]
 
 
 def _save(fig, path: Path) -> None:
@@ -68,4 +68,20 @@ def plot_corrections(path: Path, metrics: dict, cfg) -> None:
     ax.set_title(f"FWER control: Bonferroni vs Holm (α={cfg.alpha}, n={cfg.n})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_kfwer(path: Path, metrics: dict, cfg) -> None:
+    """Certified fraction and certified accuracy at the run's τ against the k of k-FWER control (Figure 6)."""
+    fig, ax = _figure()
+    pts = metrics["kfwer"]
+    ks = [p["k"] for p in pts]
+    ax.plot(ks, [p["certified_fraction"] for p in pts], "o-", label="certified")
+    ax.plot(ks, [p["certified_accuracy"] for p in pts], "x--", label="certified accuracy")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (up to k−1 false certificates per cloud allowed with probability ≥ 1−α)")
+    ax.set_ylabel("fraction of points")
+    ax.set_title(f"k-FWER control (Holm, τ={cfg.tau}, α={cfg.alpha}, n={cfg.n})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)

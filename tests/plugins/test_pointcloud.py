@@ -333,9 +333,12 @@ def test_certify_pc_end_to_end_and_resume(tiny_dataset, trained, tmp_path):
         assert holm[t]["certified_fraction"] >= bonf[t]["certified_fraction"]
     assert holm[0.55]["certified_fraction"] >= holm[0.7]["certified_fraction"]
     assert holm[0.6]["certified_accuracy"] == pytest.approx(m["certified_accuracy"])
+    fractions = [e["certified_fraction"] for e in m["kfwer"]]  # larger k certifies at least as many points
+    assert fractions == sorted(fractions) and m["kfwer"][0]["k"] == 1
+    assert m["kfwer"][0]["certified_fraction"] == pytest.approx(holm[0.6]["certified_fraction"])
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["num_points"] == 128 for r in records)
-    for name in ("certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png", "config.json"):
+    for name in ("certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png", "kfwer.png", "config.json"):
         assert (out / name).stat().st_size > 0
     # PLY: certified labels stored, abstentions white
     ply = sorted((out / "ply").glob("*.ply"))[0]
