@@ -206,6 +206,8 @@ def run_certify(cfg) -> dict:
     elif (out / RESULTS).exists():
         old = read_json(out / "config.json") if (out / "config.json").exists() else {}
         old_key = old.get("result_key")
+        if isinstance(old_key, dict):
+            old_key = {k: v for k, v in old_key.items() if k not in _NON_RESULT_FIELDS}
         if old_key != key:
             diff = sorted(k for k in set(key) | set(old_key or {}) if (old_key or {}).get(k) != key.get(k))
             raise ParameterError(f"{out}: holds results of a different run (differs in: {', '.join(diff) or '?'}); "
