@@ -130,6 +130,21 @@ def _validate_params(cfg) -> tuple[float, float, float, int, int, str, int]:
     return sigma, tau, alpha, n0, n, correction, k
 
 
+def _resolve_device(name: str) -> torch.device:
+    name = str(name).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {name!r} requested but CUDA is not available (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    return dev
+
+
 def _load_model(cfg, image: torch.Tensor):
     """(model, meta) with ``num_classes`` resolved (probing a TorchScript model on the clean image)."""
     from geocert_imageseg.commands import default_segmenter
@@ -184,7 +199,7 @@ def _load_denoiser(cfg, sigma: float):
 
 
 def _run_key(cfg, meta: dict, den_info: dict) -> str:
-    keys = ("sigma", "n0", "n", "tau", "alpha", "correction", "k", "denoise_steps", "seed")
+    keys = ("sigma", "n0", "n", "tau", "alpha", "correction", "k", "denoise_steps", "seed", "device")
     d = {k: getattr(cfg, k) for k in keys}
     d.update(model=meta.get("path"), denoiser=den_info.get("path", den_info.get("kind")))
     for p in (meta.get("path"), den_info.get("path")):
@@ -254,6 +269,7 @@ def run_certify_seg(cfg) -> None:
 
     torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("GEOCERT_THREADS", "2"))))
     sigma, tau, alpha, n0, n, correction, k = _validate_params(cfg)
+    device = _resolve_device(cfg.device)
 
     # ---- inputs: one image (+ optional mask) or a data-set folder
     if cfg.image is None:
@@ -319,6 +335,12 @@ def run_certify_seg(cfg) -> None:
                  denoiser=den_info, pixel_units="[0, 1]", radius=float(sigma * _ndtri(tau)),
                  tau_grid=list(taus), run_key=key)
 
+    model = model.to(device)
+    if denoiser is not None:
+        if hasattr(denoiser, "unet"):
+            denoiser.unet.to(device)
+        else:
+            denoiser = denoiser.to(device)
     f = build_pipeline(model, meta, sigma=sigma, denoiser=denoiser)
     bar = tqdm(images, desc="certify-seg", unit="image", disable=not (cfg.progress and dataset_mode))
     for idx, (name, ip, mp) in enumerate(bar):
@@ -327,7 +349,8 @@ def run_certify_seg(cfg) -> None:
         x = load_image(ip)
         if meta.get("in_channels") is not None:
             x = convert_channels(x, int(meta["in_channels"]))
-        g = torch.Generator().manual_seed(int(cfg.seed) + idx)
+        x = x.to(device)
+        g = torch.Generator(device=device).manual_seed(int(cfg.seed) + idx)
         cert, curve, timings = certify_image(f, x, sigma=sigma, n0=n0, n=n, tau=tau, alpha=alpha,
                                              correction=correction, k=k, batch_size=cfg.batch_size, generator=g,
                                              taus=taus, progress=cfg.progress and not dataset_mode)
@@ -348,7 +371,7 @@ def run_certify_seg(cfg) -> None:
             done[name] = rec
         else:
             np.save(out / "labels.npy", labels.numpy().astype(np.int16))
-            panels = [_to_rgb(x)]
+            panels = [_to_rgb(x.cpu())]
             if target is not None:
                 panels.append(_colour(target, num_classes))
             panels.append(_colour(labels, num_classes))

@@ -63,6 +63,9 @@ class CertifySegConfig:
     """Noisy samples per forward pass."""
     seed: int = 0
     """Seed of the noise generator (each image uses seed + its index)."""
+    device: str = "cpu"
+    """Torch device for sampling and the models: 'cpu', 'cuda', 'cuda:1', or 'auto' (cuda when available).
+    The noise stream depends on the device, so labels are reproducible per device."""
     max_images: int | None = None
     """Dataset mode: certify at most this many images (sorted by name)."""
     output: pathlib.Path = pathlib.Path("outputs/certify-seg")

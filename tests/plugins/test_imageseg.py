@@ -352,6 +352,7 @@ def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, c
         (["--n0", 2, "--n", 5, "--tau", 0.99], "can never be certified"),
         (["--denoiser", tmp_path], "not a diffusers model folder"),
         (["--model", tmp_path / "small.png"], "small.png"),
+        (["--device", "tpu"], "device must be cpu, cuda, cuda:N or auto"),
     ]
     for extra, msg in cases:
         capsys.readouterr()
