@@ -24,7 +24,7 @@ from geocert.errors import InputError, ParameterError
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_PARTS, Shape, load_shapes
 from geocert_pointcloud.evaluate import miou_summary, shape_iou
 from geocert_pointcloud.model import fuse_batchnorm, part_mask, predict_parts, rotate_about_up
-from geocert_pointcloud.train import load_checkpoint
+from geocert_pointcloud.train import load_checkpoint, model_input, stack_normals
 
 __all__ = ["run_certify", "make_base_model", "certify_shape", "statistics_for", "summarize"]
 
@@ -41,6 +41,8 @@ def make_base_model(model, shape: Shape, mode: str, allowed_parts):
     ``f(angles [B, 1]) -> [B, N]`` rotates the cloud about +y by each angle and classifies it.
     """
     points = torch.from_numpy(shape.points).float()
+    use_normals = getattr(model, "in_channels", 3) == 6
+    normals = stack_normals([shape])[0] if use_normals else None
     cat_idx = CATEGORIES.index(shape.category) if shape.category is not None else -1
     cat = torch.tensor([cat_idx])
     mask = part_mask(cat, allowed_parts)
@@ -48,13 +50,15 @@ def make_base_model(model, shape: Shape, mode: str, allowed_parts):
     if mode == "xyz":
         def f(batch: torch.Tensor) -> torch.Tensor:
             b = batch.shape[0]
-            return predict_parts(model, batch, cat.expand(b), mask.expand(b, -1))
+            return predict_parts(model, model_input(batch, normals), cat.expand(b), mask.expand(b, -1))
 
         return f, points
 
     def f_rot(angles: torch.Tensor) -> torch.Tensor:
         b = angles.shape[0]
-        return predict_parts(model, rotate_about_up(points, angles[:, 0]), cat.expand(b), mask.expand(b, -1))
+        nrm = rotate_about_up(normals, angles[:, 0]) if normals is not None else None
+        return predict_parts(model, model_input(rotate_about_up(points, angles[:, 0]), nrm), cat.expand(b),
+                             mask.expand(b, -1))
 
     return f_rot, torch.zeros(1)
 
@@ -190,6 +194,8 @@ def run_certify(cfg) -> dict:
     model, ckpt = load_checkpoint(ckpt_path)
     model = fuse_batchnorm(model)  # same outputs, fewer passes over the features
     checkpoint_sha = hashlib.sha256(ckpt_path.read_bytes()).hexdigest()
+    if ckpt.get("normals"):
+        stack_normals(shapes)  # every cloud needs normals: fail before writing anything
     unseen = sorted({s.category for s in shapes if s.category is not None} - set(ckpt.get("categories", [])))
     if unseen:
         print(f"certify-pc: warning: {ckpt_path} was not trained on {', '.join(unseen)}", file=sys.stderr)
@@ -243,6 +249,7 @@ def run_certify(cfg) -> dict:
         with np.load(out / "shapes" / f"{_safe(shape.name)}.npz") as z:
             results.append((shape, {k: z[k] for k in z.files}, done[shape.name]))
     metrics = summarize(results, cfg)
+    metrics["base_model_inputs"] = "xyz + unperturbed normals" if ckpt.get("normals") else "xyz"
     write_json(out / "metrics.json", metrics)
     from geocert_pointcloud.plots import plot_corrections, plot_kfwer, plot_radius_curve
 

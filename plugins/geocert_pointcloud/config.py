@@ -42,6 +42,9 @@ class TrainPcConfig:
     """Use at most this many training shapes, evenly spaced over the split (0 = all)."""
     eval_shapes: int = 0
     """Evaluate on this many test shapes, evenly spaced (0 = all)."""
+    normals: bool = False
+    """Also feed each point's unit normal (columns nx ny nz) to the network. The noise (and so the
+    certificate) covers the xyz coordinates only: the normals are taken as given, unperturbed."""
     rotation_sigma_deg: float = 0.0
     """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
     seed: int = 0

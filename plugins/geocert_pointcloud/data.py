@@ -64,6 +64,8 @@ class Shape:
     points: np.ndarray
     labels: np.ndarray | None
     source: Path
+    normals: np.ndarray | None = None
+    """``[N, 3]`` float32 unit normals when the file has them (6 or 7 columns), else ``None``."""
 
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
@@ -239,10 +241,16 @@ def load_cloud_file(path: str | Path, *, num_points: int = 2048, seed: int = 0,
         cats = {part_category(p) for p in np.unique(labels)}
         category = cats.pop() if len(cats) == 1 else None
     points = normalize_unit_sphere(arr[:, :3])
+    normals = None
+    if arr.shape[1] in (6, 7):
+        nrm = arr[:, 3:6]
+        length = np.linalg.norm(nrm, axis=1, keepdims=True)
+        normals = (nrm / np.where(length > 0, length, 1.0)).astype(np.float32)
     name = name or path.stem
     idx = resample(len(points), num_points, _shape_rng(name, seed))
     return Shape(name=name, category=category, points=points[idx].astype(np.float32),
-                 labels=None if labels is None else labels[idx], source=path)
+                 labels=None if labels is None else labels[idx], source=path,
+                 normals=None if normals is None else normals[idx])
 
 
 class ShapeNetPart:

@@ -45,13 +45,16 @@ class PointNetPartSeg(nn.Module):
             feature has ``4w`` channels; the head is ``(w + 2w + 4w + categories) → 2w → w → num_parts``.
         num_parts: output classes (50 global ShapeNet-part ids).
         num_categories: size of the category one-hot (16).
+        in_channels: 3 (xyz) or 6 (xyz + unit normals; ``points`` is then ``[B, N, 6]``).
     """
 
-    def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES):
+    def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
+                 in_channels: int = 3):
         super().__init__()
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
+        self.in_channels = in_channels
         w = width
-        self.enc1 = _mlp([3, w, w])
+        self.enc1 = _mlp([in_channels, w, w])
         self.enc2 = _mlp([w, 2 * w])
         self.enc3 = _mlp([2 * w, 4 * w])
         self.head_local = nn.Linear(w + 2 * w, 2 * w)
@@ -103,7 +106,7 @@ def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
 def build_model(spec: dict) -> PointNetPartSeg:
     """Rebuild a model from the ``model`` entry of a checkpoint."""
     return PointNetPartSeg(width=int(spec["width"]), num_parts=int(spec["num_parts"]),
-                           num_categories=int(spec["num_categories"]))
+                           num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)))
 
 
 def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,

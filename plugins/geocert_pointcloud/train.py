@@ -37,12 +37,27 @@ def stack_shapes(shapes: list[Shape]) -> tuple[torch.Tensor, torch.Tensor, torch
     return pts, lab, cat
 
 
+def stack_normals(shapes: list[Shape]) -> torch.Tensor:
+    """``[S, N, 3]`` float32 normals; :class:`InputError` naming the first file without normals."""
+    for s in shapes:
+        if s.normals is None:
+            raise InputError(f"{s.source}: no normals (x y z nx ny nz columns), needed by a --normals model")
+    return torch.from_numpy(np.stack([s.normals for s in shapes])).float()
+
+
+def model_input(points: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
+    """The network input: noisy ``points [B, N, 3]``, with the (unperturbed) ``normals`` appended if given."""
+    return points if normals is None else torch.cat([points, normals.expand_as(points)], dim=-1)
+
+
 def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tensor, categories: torch.Tensor, *,
                 sigma: float, epochs: int, batch_size: int, lr: float, generator: torch.Generator,
-                rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True) -> list[float]:
+                rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True,
+                normals: torch.Tensor | None = None) -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
     radians); the loss is cross-entropy over each shape's own category parts. Each step uses a random
-    subset of ``train_points`` points per cloud (0 = all). Returns the per-epoch mean loss."""
+    subset of ``train_points`` points per cloud (0 = all). ``normals [S, N, 3]`` (optional) are appended to
+    the noisy coordinates as features, rotated with the cloud but never noised. Returns the per-epoch loss."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -62,15 +77,19 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
             if len(idx) < 2 and len(points) >= 2:  # BatchNorm needs > 1 cloud
                 continue
             x, y = points[idx], labels[idx]
+            nrm = normals[idx] if normals is not None else None
             if 0 < train_points < points.shape[1]:
                 sub = torch.rand(len(idx), points.shape[1], generator=generator).argsort(dim=1)[:, :train_points]
                 x = x.gather(1, sub[..., None].expand(-1, -1, 3))
                 y = y.gather(1, sub)
+                nrm = nrm.gather(1, sub[..., None].expand(-1, -1, 3)) if nrm is not None else None
             if rotation_sigma > 0:
-                x = torch.cat([rotate_about_up(x[j], torch.randn(1, generator=generator) * rotation_sigma)
-                               for j in range(len(idx))])
+                ang = torch.randn(len(idx), generator=generator) * rotation_sigma
+                x = torch.cat([rotate_about_up(x[j], ang[j:j + 1]) for j in range(len(idx))])
+                if nrm is not None:
+                    nrm = torch.cat([rotate_about_up(nrm[j], ang[j:j + 1]) for j in range(len(idx))])
             x = x + torch.randn(x.shape, generator=generator) * sigma
-            logits = model(x, categories[idx]).masked_fill(~masks[idx][:, None, :], -1e9)
+            logits = model(model_input(x, nrm), categories[idx]).masked_fill(~masks[idx][:, None, :], -1e9)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -86,7 +105,7 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
 
 @torch.inference_mode()
 def evaluate_model(model: PointNetPartSeg, shapes: list[Shape], *, sigma: float, generator: torch.Generator,
-                   batch_size: int = 16) -> dict:
+                   batch_size: int = 16, use_normals: bool = False) -> dict:
     """Per-point accuracy and instance/class mIoU on clean clouds and on one noisy draw (σ)."""
     model.eval()
     out = {}
@@ -97,7 +116,8 @@ def evaluate_model(model: PointNetPartSeg, shapes: list[Shape], *, sigma: float,
             pts, lab, cat = stack_shapes(chunk)
             if s > 0:
                 pts = pts + torch.randn(pts.shape, generator=generator) * s
-            pred = predict_parts(model, pts, cat, part_mask(cat)).numpy()
+            nrm = stack_normals(chunk) if use_normals else None
+            pred = predict_parts(model, model_input(pts, nrm), cat, part_mask(cat)).numpy()
             for p, shp in zip(pred, chunk, strict=False):
                 ious.append(shape_iou(p, shp.labels, CATEGORY_PARTS[shp.category]))
                 correct += int((p == shp.labels).sum())
@@ -117,7 +137,8 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     torch.save({
         "format": CHECKPOINT_FORMAT,
         "model": {"arch": "pointnet", "width": model.width, "num_parts": model.num_parts,
-                  "num_categories": model.num_categories},
+                  "num_categories": model.num_categories, "in_channels": model.in_channels},
+        "normals": model.in_channels == 6,
         "state_dict": model.state_dict(),
         "sigma": sigma,
         "rotation_sigma_deg": rotation_sigma_deg,
@@ -193,15 +214,18 @@ def run_train(cfg) -> dict:
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = PointNetPartSeg(width=cfg.width)
+    model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3)
     pts, lab, cat = stack_shapes(train_shapes)
+    nrm = stack_normals(train_shapes) if cfg.normals else None
+    if cfg.normals:
+        stack_normals(test_shapes)
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
                          lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
-                         train_points=cfg.train_points)
+                         train_points=cfg.train_points, normals=nrm)
     train_s = time.perf_counter() - t0
-    eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, generator=torch.Generator().manual_seed(
-        cfg.seed + 1))
+    eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, use_normals=cfg.normals,
+                                  generator=torch.Generator().manual_seed(cfg.seed + 1))
     metrics = {
         "dataset": str(root),
         "num_train_shapes": len(train_shapes),

@@ -463,3 +463,26 @@ def test_train_model_reduces_loss_with_rotation_augmentation(tiny_dataset):
                          progress=False)
     assert len(losses) == 8 and losses[-1] < losses[0]
     assert not model.training  # left in eval mode
+
+
+def test_normals_model_end_to_end(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "train"
+    assert cli(["train-pc", str(tiny_dataset), "--output", str(out), "--epochs", "1", "--width", "8", "--normals",
+                "--num-points", "128", "--train-points", "64", "--batch-size", "6"]) == 0
+    from geocert_pointcloud.train import load_checkpoint
+
+    model, ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["normals"] and model.in_channels == 6
+    cert = tmp_path / "cert"
+    args = ["certify-pc", str(tiny_dataset), "--checkpoint", str(out / "model.pt"), "--output", str(cert),
+            "--num-shapes", "1", "--num-points", "128", "--n0", "4", "--n", "40", "--tau", "0.6", "--alpha", "0.1"]
+    assert cli(args) == 0
+    m = json.loads((cert / "metrics.json").read_text())
+    assert m["base_model_inputs"] == "xyz + unperturbed normals" and m["num_points"] == 128
+    # a cloud without normals cannot be certified by a normals model: one error line, nothing written
+    pts, _, lab = make_shape("Mug", np.random.default_rng(0), 200)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, np.c_[pts, lab])
+    assert cli(["certify-pc", str(bare), *args[2:5], str(tmp_path / "none"), *args[6:]]) == 2
+    assert "no normals" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
