@@ -1,14 +1,14 @@
 """SegCertify vs denoised smoothing on the synthetic chest X-ray set (Laousy et al., Table 2, reproduced small).
 
     python tools/imageseg_compare.py                      # defaults: 64x64 images, 64 train / 4 test, n=100
-    python tools/imageseg_compare.py --denoiser ddpm      # a small diffusers DDPM as the denoiser
+    python tools/imageseg_compare.py --denoiser unet      # the σ-conditioned U-Net denoiser instead of a DDPM
     python tools/imageseg_compare.py --denoiser PATH      # a local diffusers folder or train-denoiser checkpoint
 
 * SegCertify: the U-Net trained with Gaussian noise σ_train = 0.25 (as in the paper: one noisy model for all σ),
   certified directly.
-* Denoised smoothing: the U-Net trained without noise, behind a denoiser (default: the σ-conditioned U-Net
-  denoiser trained on the same clean images for 40 epochs, σ ∈ [0.1, 1]; ``--denoiser ddpm`` trains a small
-  diffusers DDPM and denoises in one step from t*).
+* Denoised smoothing: the U-Net trained without noise, behind a denoiser (default: a small diffusers DDPM
+  trained on the same clean images for 40 epochs on the timesteps of σ ∈ [0.1, 1], denoising in one step from
+  t*; ``--denoiser unet``: the σ-conditioned U-Net denoiser).
 
 Both are certified per pixel with n0 = 10, n = 100, τ = 0.75, α = 0.001, Holm (the paper's settings) at
 σ ∈ {0.25, 0.5, 1.0} ([0, 1] pixel units). Dice / IoU are over non-abstained pixels, pooled over the test
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--tau", type=float, default=0.75)
     ap.add_argument("--alpha", type=float, default=0.001)
-    ap.add_argument("--denoiser", default="unet", help="'unet', 'ddpm', or a path (diffusers folder / checkpoint)")
+    ap.add_argument("--denoiser", default="ddpm", help="'unet', 'ddpm', or a path (diffusers folder / checkpoint)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", type=Path, default=Path("outputs/imageseg_compare"))

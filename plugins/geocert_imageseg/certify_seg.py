@@ -150,7 +150,9 @@ def _load_model(cfg, image: torch.Tensor):
     from geocert_imageseg.commands import default_segmenter
     from geocert_imageseg.models import load_segmenter
 
-    path = cfg.model if cfg.model is not None else default_segmenter(progress=cfg.progress)
+    # default: the SegCertify model (trained with noise 0.25), or a clean model behind a denoiser
+    train_sigma = 0.25 if cfg.denoiser in ("none", "") else 0.0
+    path = cfg.model if cfg.model is not None else default_segmenter(train_sigma, progress=cfg.progress)
     model, meta = load_segmenter(path, cfg.num_classes)
     meta = dict(meta, path=str(path))
     if meta["kind"] == "torchscript":

@@ -17,6 +17,7 @@ from geocert_imageseg.config import PLUGIN_NAME, PLUGIN_VERSION
 __all__ = ["run_train_seg", "run_train_denoiser", "default_segmenter", "default_unet_denoiser", "resolve_data"]
 
 DEFAULT_EPOCHS = 15
+DEFAULT_DENOISER_EPOCHS = 40
 
 
 def _check_nonneg(value: float, name: str) -> float:
@@ -143,10 +144,11 @@ def default_unet_denoiser(progress: bool = True) -> Path:
     from geocert_imageseg.models import save_checkpoint
     from geocert_imageseg.train import train_unet_denoiser
 
-    path = _models_dir() / f"denoiser_xray64_e{DEFAULT_EPOCHS}.pt"
+    path = _models_dir() / f"denoiser_xray64_e{DEFAULT_DENOISER_EPOCHS}.pt"
     if not path.is_file():
         print(f"training the default denoiser once (cached at {path}) ...")
-        model, meta = train_unet_denoiser(resolve_data(None), sigma_min=0.1, sigma_max=1.0, epochs=DEFAULT_EPOCHS,
+        model, meta = train_unet_denoiser(resolve_data(None), sigma_min=0.1, sigma_max=1.0,
+                                          epochs=DEFAULT_DENOISER_EPOCHS,
                                           progress=progress)
         save_checkpoint(path, model, meta)
     return path

@@ -34,8 +34,8 @@ class CertifySegConfig:
     """Ground-truth mask (single-channel class indices) for a single image; enables metrics.json scores."""
     model: pathlib.Path | None = None
     """Segmentation base model: a `geocert train-seg` checkpoint (model.pt) or a TorchScript file mapping
-    [B, C, H, W] images in [0, 1] to logits [B, K, H, W]. Default: a U-Net trained on the default data with
-    noise σ=0.25 (trained once and cached)."""
+    [B, C, H, W] images in [0, 1] to logits [B, K, H, W]. Default: a U-Net trained on the default data (trained once and
+    cached) with noise σ=0.25, or without noise when a denoiser is used."""
     num_classes: int | None = None
     """Number of classes K (needed only for a TorchScript model returning labels instead of logits)."""
     sigma: float = 0.25
@@ -133,7 +133,7 @@ class TrainDenoiserConfig:
     """Smallest training noise σ (in [0, 1] pixel units)."""
     sigma_max: float = 1.0
     """Largest training noise σ (in [0, 1] pixel units)."""
-    epochs: int = 15
+    epochs: int = 40
     """Passes over the training images."""
     batch_size: int = 8
     """Images per optimisation step."""
