@@ -132,6 +132,22 @@ def test_confusion_stats_match_reference_and_known_dice():
     assert s["abstain_pct"] == pytest.approx(25.0)
 
 
+def test_metrics_agree_with_core_segmentation_metrics():
+    from geocert.metrics import segmentation_metrics
+
+    gen = torch.Generator().manual_seed(2)
+    target = torch.randint(0, 4, (40, 30), generator=gen)
+    pred = torch.where(torch.rand(40, 30, generator=gen) < 0.7, target, torch.randint(-1, 4, (40, 30), generator=gen))
+    core = segmentation_metrics(pred, target, 4)
+    ours = summarize_stats(confusion_stats(pred, target, 4), 4)
+    assert ours["certified_pixel_accuracy"] == pytest.approx(core["certified_accuracy"])
+    assert ours["abstain_pct"] == pytest.approx(100 * core["abstain_rate"])
+    for c in range(4):
+        assert ours["per_class"][f"class_{c}"]["dice"] == pytest.approx(core["dice_per_class"][c])
+        assert ours["per_class"][f"class_{c}"]["iou"] == pytest.approx(core["iou_per_class"][c])
+    assert ours["mean_dice"] == pytest.approx(core["mean_dice"]) and ours["mean_iou"] == pytest.approx(core["miou"])
+
+
 # ---------------------------------------------------------------------------------------------- denoisers
 
 
@@ -237,6 +253,30 @@ def test_unet_denoiser_checkpoint_roundtrip(tmp_path):
     torch.testing.assert_close(back(x, 0.3), den(x, 0.3))
     with pytest.raises(InputError, match="expected 'geocert-imageseg-unet-seg'"):
         load_checkpoint(tmp_path / "d.pt", SEG_KIND)
+
+
+def test_certify_image_with_known_pixel_probabilities():
+    """Base model with known per-pixel probabilities: label 1 iff the pixel's noise exceeds a threshold.
+    Left half: P(1) = 0.5 (must abstain at τ = 0.75); right half: P(1) = 0.99 (certified as 1)."""
+    from geocert_imageseg.certify_seg import SegPipeline, certify_image
+    from scipy.stats import norm
+
+    sigma = 0.5
+    thr = torch.zeros(1, 8, 16)
+    thr[..., 8:] = -sigma * norm.ppf(0.99)
+
+    class Threshold(torch.nn.Module):
+        def forward(self, z):
+            return torch.stack([torch.zeros_like(z[:, 0]), (z[:, 0] > thr[0]).float()], dim=1)
+
+    f = SegPipeline(Threshold(), model_channels=1, num_classes=2, sigma=sigma)
+    x = torch.zeros(1, 8, 16)
+    cert, curve, t = certify_image(f, x, sigma=sigma, n0=10, n=100, tau=0.75, alpha=0.01, correction="holm", k=1,
+                                   batch_size=32, generator=torch.Generator().manual_seed(0), taus=(0.5, 0.75))
+    assert cert.n == 100 and cert.n0 == 10 and f.calls == 1 + 4  # ceil(10/32) + ceil(100/32) batches
+    assert bool(cert.abstain[:, :8].all())
+    assert float((cert.labels[:, 8:] == 1).float().mean()) > 0.9
+    assert torch.equal(curve[0.75], cert.labels) and t["forward_s"] <= t["total_s"]
 
 
 # ---------------------------------------------------------------------------------------------- commands
