@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tau", type=float, default=0.75)
     ap.add_argument("--alpha", type=float, default=0.001)
     ap.add_argument("--denoiser", default="ddpm", help="'unet', 'ddpm', or a path (diffusers folder / checkpoint)")
+    ap.add_argument("--denoise-steps", type=int, default=1, help="diffusion steps from t* (1 = one-step, as the paper)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", type=Path, default=Path("outputs/imageseg_compare"))
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             train_ddpm(data, den_path, sigma_min=0.1, sigma_max=1.0, epochs=args.denoiser_epochs, seed=args.seed)
     else:
         den_path = Path(args.denoiser)
-    denoiser, den_info = load_denoiser(den_path)
+    denoiser, den_info = load_denoiser(den_path, steps=args.denoise_steps)
     t_trained = time.perf_counter()
 
     imgs, masks, names, _ = load_split(data, "test")

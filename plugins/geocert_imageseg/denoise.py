@@ -161,7 +161,7 @@ def load_diffusion_denoiser(folder: str | Path, steps: int = 1) -> DiffusionDeno
     except ImportError:
         raise InputError(f"{folder}: loading a diffusion denoiser needs the 'diffusers' package") from None
     try:
-        unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True)
+        unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True, low_cpu_mem_usage=False)
     except Exception as exc:
         raise InputError(f"{folder}: cannot load a diffusers UNet2DModel ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]})") from None
