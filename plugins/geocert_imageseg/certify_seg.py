@@ -377,7 +377,9 @@ def run_certify_seg(cfg) -> None:
             if target is not None:
                 panels.append(_colour(target, num_classes))
             panels.append(_colour(labels, num_classes))
-            write_image(out / "comparison.png", np.concatenate(panels, axis=1))
+            panel = np.concatenate(panels, axis=1)
+            scale = max(1, 256 // panel.shape[0])  # small images: nearest-neighbour upscaling for viewing
+            write_image(out / "comparison.png", panel.repeat(scale, axis=0).repeat(scale, axis=1))
             summary = {"image": str(ip), "num_classes": num_classes, "class_names": class_names,
                        "sigma": sigma, "tau": tau, "radius": cert.radius, "n0": n0, "n": n, "alpha": alpha,
                        "correction": correction, "k": k, "abstain_pct": rec["abstain_pct"], "timings": timings,
