@@ -430,6 +430,16 @@ def test_train_commands_write_checkpoints(tiny_data, tmp_path):
     assert isinstance(model, SegModel) and meta["num_classes"] == 4 and meta["train_sigma"] == 0.0
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["loss_history"]) == 1 and "lungs" in m["test_clean"]["per_class"]
+    assert _run("train-denoiser", tiny_data, "--kind", "ddpm", "--epochs", 1, "--width", 8, "--output",
+                tmp_path / "dd", "--no-progress") == 0
+    den = load_diffusion_denoiser(tmp_path / "dd" / "ddpm")
+    assert den.in_channels == 1 and den.prediction_type == "epsilon"
+    assert json.loads((tmp_path / "dd" / "config.json").read_text())["config"]["kind"] == "ddpm"
+    assert _run("train-denoiser", tiny_data, "--kind", "unet", "--epochs", 1, "--width", 8, "--output",
+                tmp_path / "du", "--no-progress") == 0
+    from geocert_imageseg.models import DENOISER_KIND
+
+    assert isinstance(load_checkpoint(tmp_path / "du" / "denoiser.pt", DENOISER_KIND)[0], UNetDenoiser)
     assert _run("train-seg", tiny_data, "--noise-sigma", -0.1, "--output", tmp_path / "x", "--no-progress") == 2
     assert _run("train-denoiser", tiny_data, "--sigma-min", 0.8, "--sigma-max", 0.2, "--output", tmp_path / "y",
                 "--no-progress") == 2
