@@ -130,7 +130,7 @@ def _validate_params(cfg) -> tuple[float, float, float, int, int, str, int]:
     return sigma, tau, alpha, n0, n, correction, k
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     name = str(name).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -271,7 +271,7 @@ def run_certify_seg(cfg) -> None:
 
     torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("GEOCERT_THREADS", "2"))))
     sigma, tau, alpha, n0, n, correction, k = _validate_params(cfg)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
 
     # ---- inputs: one image (+ optional mask) or a data-set folder
     if cfg.image is None:

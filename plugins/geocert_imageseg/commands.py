@@ -54,13 +54,17 @@ def run_train_seg(cfg) -> None:
     from geocert_imageseg.train import evaluate_segmenter, load_split, train_segmenter
 
     torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("GEOCERT_THREADS", "2"))))
+    from geocert_imageseg.certify_seg import resolve_device
+
     sigma = _check_nonneg(cfg.noise_sigma, "noise_sigma")
     _check_train_common(cfg)
+    device = resolve_device(cfg.device)
     check_positive_int(cfg.depth, "depth")
     root = resolve_data(cfg.data)
     load_split(root, "train")  # validates every training pair before anything is written
     model, meta = train_segmenter(root, noise_sigma=sigma, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                  width=cfg.width, depth=cfg.depth, seed=cfg.seed, progress=cfg.progress)
+                                  width=cfg.width, depth=cfg.depth, seed=cfg.seed, progress=cfg.progress,
+                                  device=device)
     out = Path(cfg.output)
     metrics = {"train_s": meta["train_s"], "loss_history": meta["loss_history"], "data": str(root)}
     try:
@@ -90,13 +94,16 @@ def run_train_denoiser(cfg) -> None:
     if smin > smax:
         raise ParameterError(f"sigma_min must be <= sigma_max, got {smin} > {smax}")
     _check_train_common(cfg)
+    from geocert_imageseg.certify_seg import resolve_device
+
+    device = resolve_device(cfg.device)
     root = resolve_data(cfg.data)
     load_split(root, "train")
     out = Path(cfg.output)
     if cfg.kind == "unet":
         model, meta = train_unet_denoiser(root, sigma_min=smin, sigma_max=smax, epochs=cfg.epochs,
                                           batch_size=cfg.batch_size, lr=cfg.lr, width=cfg.width, seed=cfg.seed,
-                                          progress=cfg.progress)
+                                          progress=cfg.progress, device=device)
         save_checkpoint(out / "denoiser.pt", model, meta)
         target = out / "denoiser.pt"
     else:
@@ -105,7 +112,7 @@ def run_train_denoiser(cfg) -> None:
         try:
             _, meta = train_ddpm(root, tmp, sigma_min=smin, sigma_max=smax, epochs=cfg.epochs,
                                  batch_size=cfg.batch_size, lr=cfg.lr, width=cfg.width, seed=cfg.seed,
-                                 progress=cfg.progress)
+                                 progress=cfg.progress, device=device)
             if (out / "ddpm").exists():
                 shutil.rmtree(out / "ddpm")
             os.replace(tmp, out / "ddpm")

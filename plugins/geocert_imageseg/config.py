@@ -105,6 +105,8 @@ class TrainSegConfig:
     """U-Net down-sampling levels."""
     seed: int = 0
     """Seed for initialisation, batching and noise."""
+    device: str = "cpu"
+    """Torch device for training: 'cpu', 'cuda', 'cuda:1', or 'auto' (cuda when available)."""
     output: pathlib.Path = pathlib.Path("outputs/train-seg")
     """Output folder: model.pt, config.json, metrics.json (loss history; clean and noisy test Dice)."""
     progress: bool = True
@@ -143,6 +145,8 @@ class TrainDenoiserConfig:
     """Base channel width."""
     seed: int = 0
     """Seed for initialisation, batching and noise."""
+    device: str = "cpu"
+    """Torch device for training: 'cpu', 'cuda', 'cuda:1', or 'auto' (cuda when available)."""
     output: pathlib.Path = pathlib.Path("outputs/train-denoiser")
     """Output folder: denoiser.pt (unet) or ddpm/ (diffusers folder), config.json, metrics.json."""
     progress: bool = True

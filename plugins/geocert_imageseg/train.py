@@ -52,7 +52,7 @@ def evaluate_segmenter(model: torch.nn.Module, imgs: torch.Tensor, masks: torch.
 
 def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_size: int = 8, lr: float = 3e-3,
                     width: int = 16, depth: int = 2, seed: int = 0, num_classes: int | None = None,
-                    progress: bool = True) -> tuple[SegModel, dict[str, Any]]:
+                    progress: bool = True, device: str | torch.device = "cpu") -> tuple[SegModel, dict[str, Any]]:
     """Train :class:`SegModel` with cross-entropy on ``root``'s train split; each training image gets fresh
     N(0, σ²I) noise when ``noise_sigma > 0``. Returns (model in eval mode, meta for the checkpoint)."""
     from tqdm.auto import tqdm
@@ -61,14 +61,14 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
     g = torch.Generator().manual_seed(seed)
     imgs, masks, names, _ = load_split(root, "train")
     k = num_classes or (len(names) if names else int(masks.max()) + 1)
-    model = SegModel(imgs.shape[1], k, width, depth)
+    model = SegModel(imgs.shape[1], k, width, depth).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(imgs) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     # class weights from pixel frequencies (sqrt-inverse): keeps small structures (clavicles) learnable
     freq = torch.bincount(masks.reshape(-1), minlength=k).double().clamp(min=1)
     weight = (freq.sum() / freq).sqrt()
-    weight = (weight / weight.mean()).float()
+    weight = (weight / weight.mean()).float().to(device)
     history = []
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=f"train-seg (σ={noise_sigma})", unit="step", disable=not progress)
@@ -77,9 +77,9 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
         total = 0.0
         for idx in _batches(len(imgs), batch_size, g):
             x = imgs[idx]
-            if noise_sigma > 0:
+            if noise_sigma > 0:  # noise drawn on the CPU generator: the same stream on every device
                 x = x + noise_sigma * torch.randn(x.shape, generator=g)
-            loss = F.cross_entropy(model(x), masks[idx], weight=weight)
+            loss = F.cross_entropy(model(x.to(device)), masks[idx].to(device), weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -89,7 +89,7 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
         history.append(total / len(imgs))
         bar.set_postfix(loss=f"{history[-1]:.4f}", epoch=ep + 1)
     bar.close()
-    model.eval()
+    model = model.cpu().eval()
     meta = {"kind": SEG_KIND, "in_channels": int(imgs.shape[1]), "num_classes": k, "width": width, "depth": depth,
             "train_sigma": float(noise_sigma), "class_names": names, "image_size": list(imgs.shape[-2:]),
             "epochs": epochs, "seed": seed, "loss_history": history, "train_s": time.perf_counter() - t0}
@@ -98,7 +98,7 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
 
 def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float, epochs: int, batch_size: int = 8,
                         lr: float = 3e-3, width: int = 16, depth: int = 2, seed: int = 0,
-                        progress: bool = True):
+                        progress: bool = True, device: str | torch.device = "cpu"):
     """Train the σ-conditioned :class:`UNetDenoiser` with MSE on the train split, σ ~ U[σ_min, σ_max] per image."""
     from tqdm.auto import tqdm
 
@@ -107,7 +107,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     imgs, _, _, _ = load_split(root, "train")
-    model = UNetDenoiser(imgs.shape[1], width, depth)
+    model = UNetDenoiser(imgs.shape[1], width, depth).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(imgs) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
@@ -121,7 +121,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
             x = imgs[idx]
             s = sigma_min + (sigma_max - sigma_min) * torch.rand(len(idx), generator=g)
             noisy = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
-            loss = F.mse_loss(model(noisy, s), x)
+            loss = F.mse_loss(model(noisy.to(device), s.to(device)), x.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -131,7 +131,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
         history.append(total / len(imgs))
         bar.set_postfix(mse=f"{history[-1]:.5f}")
     bar.close()
-    model.eval()
+    model = model.cpu().eval()
     meta = {"kind": DENOISER_KIND, "in_channels": int(imgs.shape[1]), "width": width, "depth": depth,
             "sigma_min": sigma_min, "sigma_max": sigma_max, "epochs": epochs, "seed": seed,
             "loss_history": history, "train_s": time.perf_counter() - t0}
@@ -140,7 +140,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
 
 def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma_max: float, epochs: int,
                batch_size: int = 8, lr: float = 2e-3, width: int = 16, num_train_timesteps: int = 1000,
-               seed: int = 0, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+               seed: int = 0, progress: bool = True, device: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
     """Train a small diffusers ``UNet2DModel`` (ε-prediction, linear β schedule) and save it with its
     ``DDPMScheduler`` as a diffusers folder (``unet/`` + ``scheduler/``) that ``--denoiser`` loads.
 
@@ -160,7 +160,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
         block_out_channels=(width, 2 * width, 2 * width), norm_num_groups=min(8, width),
         down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-    )
+    ).to(device)
     sched = diffusers.DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="linear",
                                     prediction_type="epsilon")
     abar = sched.alphas_cumprod.to(torch.float32)
@@ -181,7 +181,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
             eps = torch.randn(y.shape, generator=g)
             a = abar[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * y + (1 - a).sqrt() * eps
-            loss = F.mse_loss(unet(x_t, t).sample, eps)
+            loss = F.mse_loss(unet(x_t.to(device), t.to(device)).sample, eps.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -191,7 +191,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
         history.append(total / len(imgs))
         bar.set_postfix(mse=f"{history[-1]:.4f}")
     bar.close()
-    unet.eval()
+    unet = unet.cpu().eval()
     out_dir = Path(out_dir)
     unet.save_pretrained(str(out_dir / "unet"))
     sched.save_pretrained(str(out_dir / "scheduler"))

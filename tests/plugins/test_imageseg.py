@@ -443,7 +443,8 @@ def test_train_commands_write_checkpoints(tiny_data, tmp_path):
     assert _run("train-seg", tiny_data, "--noise-sigma", -0.1, "--output", tmp_path / "x", "--no-progress") == 2
     assert _run("train-denoiser", tiny_data, "--sigma-min", 0.8, "--sigma-max", 0.2, "--output", tmp_path / "y",
                 "--no-progress") == 2
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert _run("train-seg", tiny_data, "--device", "tpu", "--output", tmp_path / "z", "--no-progress") == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
 
 
 def test_plugin_module_is_light():
