@@ -26,4 +26,10 @@ PLUGIN = Plugin(
         "train-denoiser": TrainDenoiserConfig,
     },
     version=PLUGIN_VERSION,
+    smoke={
+        "train-seg": ("--output", "{out}", "--epochs", "1", "--width", "8", "--no-progress"),
+        "train-denoiser": ("--output", "{out}", "--epochs", "1", "--width", "8", "--no-progress"),
+        "certify-seg": ("--output", "{out}", "--max-images", "1", "--n0", "2", "--n", "30", "--tau", "0.6",
+                        "--alpha", "0.1", "--no-progress"),
+    },
 )
