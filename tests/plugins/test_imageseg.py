@@ -255,6 +255,20 @@ def test_unet_denoiser_checkpoint_roundtrip(tmp_path):
         load_checkpoint(tmp_path / "d.pt", SEG_KIND)
 
 
+def test_pipeline_labels_match_plain_argmax():
+    from geocert_imageseg.certify_seg import SegPipeline
+
+    torch.manual_seed(0)
+    model = SegModel(1, 5, width=8).eval()
+    f = SegPipeline(model, model_channels=1, num_classes=5, sigma=0.1)
+    batch = torch.rand(3, 1, 20, 24)
+    with torch.no_grad():
+        assert torch.equal(f(batch), model(batch).argmax(1))
+        rgb = SegPipeline(model, model_channels=1, num_classes=5, sigma=0.1)(convert_channels(batch, 3))
+    assert float((rgb == f(batch)).float().mean()) > 0.99  # RGB → luminance equals the gray input (up to rounding)
+    assert f.calls == 3 and f.forward_s > 0
+
+
 def test_certify_image_with_known_pixel_probabilities():
     """Base model with known per-pixel probabilities: label 1 iff the pixel's noise exceeds a threshold.
     Left half: P(1) = 0.5 (must abstain at τ = 0.75); right half: P(1) = 0.99 (certified as 1)."""
