@@ -124,13 +124,43 @@ def main(argv: list[str] | None = None) -> int:
         "output": str(out)}, "train_s": t_trained - t_start, "certify_s": t_end - t_trained,
         "final_train_loss": {"segcertify": noisy_meta["loss_history"][-1], "clean": clean_meta["loss_history"][-1]}}
     write_json(out / "compare.json", summary)
+    _plot(out / "compare.png", rows, classes)
     (out / "compare.md").write_text(table + "\n")
-    print(f"train {t_trained - t_start:.0f} s, certify {t_end - t_trained:.0f} s; wrote {out / 'compare.json'}")
+    print(f"train {t_trained - t_start:.0f} s, certify {t_end - t_trained:.0f} s; wrote {out / 'compare.json'}, "
+          f"compare.md and compare.png")
     lung = next((r["per_class"].get("lungs", {}).get("dice") for r in rows
                  if r["method"] == "SegCertify" and abs(r["sigma"] - 0.25) < 1e-9), None)
     if lung is not None:
         print(f"lung certified Dice at σ=0.25 (SegCertify): {lung:.3f} (bar: >= 0.85)")
     return 0
+
+
+def _plot(path: Path, rows: list[dict], classes: list[str]) -> None:
+    """Certified pixel accuracy and per-class % abstain against σ, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 1 + len(classes), figsize=(3.2 * (1 + len(classes)), 3), dpi=110)
+    for method, style in (("SegCertify", "o-"), ("denoised", "s--")):
+        rs = [r for r in rows if r["method"] == method]
+        sig = [r["sigma"] for r in rs]
+        axes[0].plot(sig, [r["certified_pixel_accuracy"] for r in rs], style, label=method)
+        for ax, c in zip(axes[1:], classes, strict=True):
+            ax.plot(sig, [r["per_class"][c]["abstain_pct"] for r in rs], style, label=method)
+    axes[0].set_title("certified pixel accuracy", fontsize=9)
+    axes[0].set_ylim(0, 1.02)
+    for ax, c in zip(axes[1:], classes, strict=True):
+        ax.set_title(f"{c}: % abstain", fontsize=9)
+        ax.set_ylim(0, 102)
+    for ax in axes:
+        ax.set_xlabel("σ ([0, 1] pixel units)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
