@@ -1,0 +1,1 @@
+"""geocert plugin (being written)."""
