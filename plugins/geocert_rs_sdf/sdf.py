@@ -21,22 +21,42 @@ import numpy as np
 from geocert.errors import ParameterError
 from geocert_rs_sdf.voxelize import Grid
 
-__all__ = ["run_sdf", "rs_sdf", "exact_band_distance", "laplacian", "band_errors", "zero_level_mesh",
+__all__ = ["run_sdf", "rs_sdf", "blur_sigma", "exact_band_distance", "laplacian", "band_errors", "zero_level_mesh",
            "FLAT_BIAS_VOXELS", "SDF_EPS"]
 
-FLAT_BIAS_VOXELS = 0.05
+FLAT_BIAS_VOXELS = 0.02
 """A band voxel counts as flat when the curvature bias predicted there, |σ²·Δd/2|, is below this (voxels)."""
 SDF_EPS = 1e-6
 """p is clamped to [ε, 1−ε] before Φ⁻¹, so the SDF saturates at ±σ·Φ⁻¹(1−ε) ≈ ±4.75σ."""
 
 
-def rs_sdf(occupancy, sigma: float):
-    """RS-SDF in voxels, ``[X, Y, Z] -> [X, Y, Z]`` torch tensors: σ·Φ⁻¹(occupancy ∗ N(0, σ²)), positive
-    inside. The blur uses exact Gaussian taps and replicate padding (the grid's border values continue
-    outside it; keep ≥ 4σ empty voxels around an object). Differentiable in ``occupancy``."""
+def blur_sigma(sigma: float, supersample: int = 1) -> float:
+    """σ of the exact-tap blur that gives a total smoothing of exactly σ (voxels) for an occupancy made with
+    ``supersample`` = k (K = k³ sample points per voxel).
+
+    k = 1 (binary centre test): σ itself; the grid is read as a union of cubes and the exact taps blur that
+    solid exactly (a face on voxel faces gives p = Φ(d/σ)). k > 1 (partial volume): each value already
+    averages the solid over K points spread evenly along each axis of its voxel (variance (K²−1)/12K² per
+    axis), and the taps, which read each cell as constant, add the variance 1/12 of one cell; both are taken
+    out, σ_b² = σ² − 1/12 − (K²−1)/12K², so that σ·Φ⁻¹(p) matches the smoothing actually applied."""
+    if supersample == 1:
+        return sigma
+    n = supersample**3
+    var = sigma**2 - 1.0 / 12.0 - (n**2 - 1) / (12.0 * n**2)
+    if var <= 0.0:
+        raise ParameterError(f"sigma must be > {math.sqrt(sigma**2 - var):.3f} voxels with supersample="
+                             f"{supersample} (the partial-volume averaging alone smooths that much), got {sigma:g}")
+    return math.sqrt(var)
+
+
+def rs_sdf(occupancy, sigma: float, supersample: int = 1):
+    """RS-SDF in voxels, ``[X, Y, Z] -> [X, Y, Z]`` torch tensors: σ·Φ⁻¹(occupancy ∗ N(0, σ_b²)), positive
+    inside, with σ_b = :func:`blur_sigma` (σ itself for a binary occupancy). The blur uses exact Gaussian
+    taps and replicate padding (the grid's border values continue outside it; keep ≥ 4σ empty voxels around
+    an object). Differentiable in ``occupancy``."""
     from geocert.smoothing import sdf_from_probability, smooth_occupancy
 
-    return sdf_from_probability(smooth_occupancy(occupancy, sigma), sigma, eps=SDF_EPS)
+    return sdf_from_probability(smooth_occupancy(occupancy, blur_sigma(sigma, supersample)), sigma, eps=SDF_EPS)
 
 
 def _signed_edt(inside: np.ndarray) -> np.ndarray:
@@ -92,23 +112,28 @@ def _stats(err: np.ndarray, h: float) -> dict:
 
 def band_errors(sdf_vox: np.ndarray, d_vox: np.ndarray, sigma: float, band: float, h: float) -> dict:
     """Errors of the RS-SDF against the exact signed distance ``d_vox`` (voxels, NaN where unknown) in the band
-    |d| < band·σ: all band voxels, the flat ones (predicted curvature bias |σ²·Δd/2| < FLAT_BIAS_VOXELS) and
-    the curved ones, whose mean signed error is set beside the mean predicted bias σ²·Δd/2. Errors are
+    |d| < band·σ: all band voxels, the flat ones (predicted curvature bias |σ²·Δd/2| < FLAT_BIAS_VOXELS at
+    every voxel within ±ceil(2σ) voxels) and the others ("curved": curved faces, edges, corners, thin parts), whose mean signed error is set beside the mean predicted bias σ²·Δd/2. Errors are
     RS-SDF − d (``_vox``: voxels; without suffix: mesh units, × ``h``)."""
+    from scipy.ndimage import maximum_filter
+
     lap = laplacian(d_vox)
     in_band = np.isfinite(d_vox) & (np.abs(np.nan_to_num(d_vox, nan=np.inf)) < band * sigma)
     err = sdf_vox - d_vox
     predicted = 0.5 * sigma**2 * lap
     known = in_band & np.isfinite(lap)
-    flat = known & (np.abs(np.nan_to_num(predicted)) < FLAT_BIAS_VOXELS)
+    # flat: no curvature anywhere within ±ceil(2σ) voxels (the blur sees that far: edges bias their neighbours)
+    size = 2 * math.ceil(2.0 * sigma) + 1
+    nearby = maximum_filter(np.abs(np.nan_to_num(predicted)), size=size, mode="nearest")
+    flat = known & (nearby < FLAT_BIAS_VOXELS)
     curved = known & ~flat
     out = {
         "definition": f"band |d| < {band:g}σ = {band * sigma:g} voxels; error = RS-SDF − exact signed distance",
         "all": _stats(err[in_band], h),
-        "flat": {"definition": f"band voxels where |σ²·Δd/2| < {FLAT_BIAS_VOXELS} voxel (Δd: 7-point Laplacian "
-                               "of the exact distance)", **_stats(err[flat], h)},
-        "curved": {"definition": "band voxels where |σ²·Δd/2| ≥ that (curved surface, edges, corners, medial "
-                                 "axis)", **_stats(err[curved], h)},
+        "flat": {"definition": f"band voxels where |σ²·Δd/2| < {FLAT_BIAS_VOXELS} voxel at every voxel within "
+                               f"±{size // 2} voxels (Δd: 7-point Laplacian of the exact distance)",
+                 **_stats(err[flat], h)},
+        "curved": {"definition": "the other band voxels (near curved faces, edges, corners, thin parts)", **_stats(err[curved], h)},
     }
     if curved.any():
         out["curved"]["mean_predicted_bias_vox"] = float(predicted[curved].mean())
@@ -178,8 +203,9 @@ def _validate(cfg) -> None:
     if res < need:
         raise ParameterError(f"resolution must be >= {need} for sigma={cfg.sigma:g} (an empty margin of "
                              f"ceil(4σ)+1 = {margin_voxels(cfg.sigma)} voxels on each side), got {res}")
-    if res * k > 1024:
-        raise ParameterError(f"resolution × supersample must be <= 1024 (memory), got {res} × {k} = {res * k}")
+    if k > 4:
+        raise ParameterError(f"supersample must be in 1..4 (k³ voxelizations of the grid), got {k}")
+    blur_sigma(cfg.sigma, k)
 
 
 def _warn(msg: str, warnings_out: list[str]) -> None:
@@ -264,10 +290,11 @@ def run_sdf(cfg) -> dict:
             raise InputError(f"{mesh.name}: no voxel centre is inside the mesh at resolution {cfg.resolution} "
                              "(mesh open, flat or thinner than a voxel)")
     timing["load_and_voxelize"] = time.perf_counter() - t0
+    k = cfg.supersample if mesh is not None else 1
 
     # ---- RS-SDF
     t1 = time.perf_counter()
-    sdf_vox = rs_sdf(torch.from_numpy(occupancy), sigma).numpy()
+    sdf_vox = rs_sdf(torch.from_numpy(occupancy), sigma, k).numpy()
     timing["blur_and_sdf"] = time.perf_counter() - t1
 
     # ---- reference
@@ -303,6 +330,7 @@ def run_sdf(cfg) -> dict:
         "voxel_size": grid.h,
         "grid": grid.as_dict(),
         "supersample": cfg.supersample if mesh is not None else None,
+        "blur_sigma_vox": blur_sigma(sigma, k),
         "occupied_fraction": float(occupancy.mean()),
         "sdf": {"file": "sdf.npy", "units": "mesh units (divide by voxel_size for voxels)",
                 "sign": "positive inside", "saturates_at": saturation * grid.h,

@@ -27,10 +27,11 @@ class SdfConfig:
     the blur sees only outside beyond the grid."""
     sigma: float = 1.5
     """σ of the Gaussian blur, in voxels; the SDF is exact for flat faces and saturates at about ±4.75σ."""
-    supersample: int = 1
-    """Occupancy sub-samples per voxel and axis (mesh input): 1 = inside test at each voxel centre (binary
-    occupancy); k > 1 = fraction of k³ sub-voxel centres inside (partial volume), which removes most of the
-    ±½-voxel quantization of faces that do not lie on voxel faces."""
+    supersample: int = 3
+    """Occupancy samples per voxel, k³ (mesh input, k in 1..4): 1 = inside test at each voxel centre (binary
+    occupancy: a face between voxel faces moves to the nearest one, up to ½ voxel); k > 1 = fraction of k³
+    lattice points inside (partial volume; an axis-aligned face is resolved to 1/k³ voxel), blurred with
+    σ_b² = σ² − 1/12 − (K²−1)/12K², K = k³, so that the total smoothing is exactly σ."""
     band: float = 2.0
     """Errors are measured in the band |d| < band·σ around the surface (d = exact signed distance)."""
     voxel_size: float = 1.0

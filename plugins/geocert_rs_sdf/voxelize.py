@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_reference", "supersampled_occupancy",
+__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_reference", "supersampled_occupancy", "sample_offsets",
            "mesh_distance", "open_edges", "margin_voxels"]
 
 # Ray columns are shifted by this many voxels (two irrational fractions of 1e-6) so that no ray passes exactly
@@ -31,14 +31,6 @@ class Grid:
     def centres(self, index: np.ndarray) -> np.ndarray:
         """Centres ``[N, 3]`` of voxels with integer indices ``[N, 3]``."""
         return np.asarray(self.origin) + np.asarray(index, dtype=np.float64) * self.h
-
-    def subdivided(self, k: int) -> Grid:
-        """The grid of k³ sub-voxels per voxel (same extent)."""
-        if k == 1:
-            return self
-        hs = self.h / k
-        origin = tuple(o - 0.5 * self.h + 0.5 * hs for o in self.origin)
-        return Grid(tuple(s * k for s in self.shape), origin, hs)
 
     def as_dict(self) -> dict:
         return {"shape": list(self.shape), "origin": list(self.origin), "voxel_size": self.h,
@@ -167,16 +159,51 @@ def voxelize_reference(vertices: np.ndarray, faces: np.ndarray, grid: Grid) -> n
     return out
 
 
+def sample_offsets(k: int) -> np.ndarray:
+    """K = k³ sub-voxel sample positions ``[K, 3]`` in (−½, ½)³ (voxel units) on a Korobov lattice: along each
+    axis they take K distinct, evenly spaced values (a Latin hypercube), so an axis-aligned face anywhere in a
+    voxel is resolved to 1/K voxel (a k×k×k sub-grid would resolve it only to 1/k)."""
+    n = k**3
+    i = np.arange(n)
+    gens = [1, 1, 1] if n == 1 else [1, *_korobov_generators(n)]
+    return np.stack([((g * i) % n + 0.5) / n - 0.5 for g in gens], axis=1)
+
+
+def _korobov_generators(n: int) -> tuple[int, int]:
+    """Generators (a, b), both coprime to n, for which the lattice points (i, a·i, b·i) mod n lie farthest
+    apart (largest smallest distance on the torus; ties to the smallest a, b)."""
+    best, best_d = (1, 1), -1.0
+    i = np.arange(n)
+    units = [a for a in range(2, n) if math.gcd(a, n) == 1]
+    for a in units:
+        for b in units:
+            p = np.stack([i, a * i % n, b * i % n], axis=1) / n
+            diff = np.abs(p[:, None] - p[None])
+            diff = np.minimum(diff, 1.0 - diff)
+            d2 = (diff**2).sum(-1)
+            np.fill_diagonal(d2, np.inf)
+            if d2.min() > best_d + 1e-12:
+                best, best_d = (a, b), float(d2.min())
+    return best
+
+
 def supersampled_occupancy(vertices: np.ndarray, faces: np.ndarray, grid: Grid, k: int,
                            progress: bool | str = False) -> np.ndarray:
-    """Fraction ``[X, Y, Z]`` (float64 in [0, 1]) of each voxel's k³ sub-voxel centres that are inside; k = 1
-    is the binary centre test as 0/1."""
-    occ = voxelize(vertices, faces, grid.subdivided(k), progress=progress)
-    if k == 1:
-        return occ.astype(np.float64)
-    X, Y, Z = grid.shape
-    counts = occ.reshape(X, k, Y, k, Z, k).sum(axis=(1, 3, 5), dtype=np.int32)
-    return counts / float(k**3)
+    """Fraction ``[X, Y, Z]`` (float64 in [0, 1]) of K = k³ sample points per voxel that are inside the mesh
+    (partial volume); the points are :func:`sample_offsets`, each one a shifted copy of the grid voxelized by
+    :func:`voxelize`. k = 1 is the binary centre test as 0/1."""
+    offsets = sample_offsets(k)
+    occ = np.zeros(grid.shape, dtype=np.float64)
+    it = offsets
+    if progress and len(offsets) > 1:
+        from tqdm.auto import tqdm
+
+        it = tqdm(offsets, desc=progress if isinstance(progress, str) else "supersample", leave=False)
+    for off in it:
+        shifted = Grid(grid.shape, tuple(float(o + u * grid.h) for o, u in zip(grid.origin, off, strict=True)),
+                       grid.h)
+        occ += voxelize(vertices, faces, shifted)
+    return occ / len(offsets)
 
 
 def open_edges(faces: np.ndarray) -> int:
