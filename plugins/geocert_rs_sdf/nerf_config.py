@@ -1,0 +1,130 @@
+"""Configs of ``geocert train-nerf`` and ``geocert render`` (light: no torch/numpy imports here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+__all__ = ["TrainNerfConfig", "RenderConfig", "SMOKE", "PLUGIN_NAME", "PLUGIN_VERSION"]
+
+PLUGIN_NAME = "rs-sdf"
+PLUGIN_VERSION = "0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainNerfConfig:
+    """Fit an RS-SDF NeRF (smoothed occupancy grid → SDF → density; hash-grid colour) to a NeRF-synthetic scene."""
+
+    data: tyro.conf.Positional[Path | None] = None
+    """Scene folder in the NeRF-synthetic (Blender) format: transforms_{train,val,test}.json and RGBA PNGs
+    (white background, near 2, far 6). Default: the bundled procedural scene, generated into $GEOCERT_CACHE
+    (or ~/.cache/geocert) on first use."""
+    output: Path = Path("outputs/train-nerf")
+    """Output folder: checkpoint.pt (resumable), metrics.json, train_log.jsonl, config.json."""
+    density: Literal["rs-sdf", "plain"] = "rs-sdf"
+    """rs-sdf: occupancy logits → sigmoid → exact Gaussian blur (σ) → SDF σ·Φ⁻¹(p) → G = sigmoid(SDF/s) →
+    density −30·ln(1 + ε − G) (the paper). plain: the same grid read as log-density, no smoothing
+    (Instant-NGP-style density, the paper's comparison)."""
+    sigma: float = 1.0
+    """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
+    sharpness: float = 0.5
+    """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface."""
+    grid_res: int = 96
+    """Voxels per side of the occupancy grid over the scene box."""
+    steps: int = 2000
+    """Optimisation steps (one batch of random training rays each)."""
+    rays: int = 2048
+    """Rays per step, drawn uniformly from all training pixels."""
+    samples: int = 192
+    """Density samples per ray across the scene box (cheap grid lookups, stratified)."""
+    color_samples: int = 12
+    """Colour (hash grid + MLP) queries per ray: the samples of largest compositing weight."""
+    lr: float = 1e-2
+    """Adam learning rate of the hash grid and MLP (decayed ×0.1 over the run)."""
+    grid_lr: float = 0.1
+    """Adam learning rate of the occupancy grid (decayed ×0.1 over the run)."""
+    hash_levels: int = 12
+    """Hash-grid levels."""
+    hash_log2: int = 16
+    """log2 of the hash table size per level."""
+    hash_max_res: int = 192
+    """Resolution of the finest hash-grid level over the scene box."""
+    hidden: int = 64
+    """Hidden width of the colour MLP."""
+    view_dependent: bool = False
+    """Feed the view direction (spherical harmonics, degree 2) to the colour MLP. The bundled scene is
+    Lambertian, so it is off by default."""
+    max_views: int = 0
+    """Use at most this many training views (0 = all)."""
+    eval_views: int = 0
+    """Test views for the PSNR/SSIM printed after training (0 = all of transforms_test.json)."""
+    checkpoint_every: int = 500
+    """Write checkpoint.pt every this many steps (and at the end)."""
+    resume: bool = True
+    """Continue from OUTPUT/checkpoint.pt when it exists (same settings), instead of starting over."""
+    scene_width: int = 100
+    """Image width/height of the bundled default scene (used when no data folder is given)."""
+    scene_views: int = 100
+    """Training views of the bundled default scene (it also has 10 val and 20 test views)."""
+    seed: int = 0
+    """Seed of initialisation and ray sampling (runs are reproducible)."""
+    threads: int = 2
+    """torch CPU threads."""
+
+    def main(self) -> None:
+        from geocert_rs_sdf.nerf_run import run_train_nerf
+
+        run_train_nerf(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """Render novel views of a trained RS-SDF NeRF: orbit PNG/GIF(/MP4), test-view PSNR/SSIM, mesh, Chamfer."""
+
+    checkpoint: Path | None = None
+    """checkpoint.pt of `geocert train-nerf`. Default: train on the bundled default scene first (with the
+    --train.* settings) into OUTPUT/model/, then render."""
+    data: Path | None = None
+    """Scene folder for the test views and the ground-truth mesh. Default: the scene the checkpoint was
+    trained on."""
+    output: Path = Path("outputs/render")
+    """Output folder: orbit/*.png, orbit.gif (orbit.mp4 when imageio-ffmpeg is installed), test/*.png,
+    depth.png, sdf_slice.png, mesh.ply, metrics.json, config.json."""
+    orbit_frames: int = 24
+    """Frames of the orbit around the scene."""
+    orbit_elevation: float = 30.0
+    """Elevation of the orbit camera in degrees."""
+    width: int = 0
+    """Width/height of the orbit frames (0 = the scene's image size)."""
+    test_views: int = 0
+    """Render this many test views for PSNR/SSIM (0 = all)."""
+    mesh_res: int = 128
+    """Marching-cubes resolution of the SDF zero-level mesh export."""
+    chamfer_points: int = 30000
+    """Points sampled uniformly on each mesh (by area) for the Chamfer distance."""
+    train: TrainNerfConfig = TrainNerfConfig(output=Path("outputs/render/model"))
+    """Training settings, used only when no checkpoint is given (their output is OUTPUT/model)."""
+    seed: int = 0
+    """Seed of the mesh point sampling."""
+    threads: int = 2
+    """torch CPU threads."""
+
+    def main(self) -> None:
+        from geocert_rs_sdf.nerf_run import run_render
+
+        run_render(self)
+
+
+_TINY = ("--scene-width", "24", "--scene-views", "6", "--grid-res", "16", "--steps", "6", "--rays", "128",
+         "--samples", "32", "--color-samples", "4", "--hash-levels", "4", "--hash-log2", "12",
+         "--hash-max-res", "32", "--hidden", "16", "--eval-views", "2", "--threads", "1")
+
+SMOKE = {
+    "train-nerf": ("--output", "{out}", *_TINY),
+    "render": ("--output", "{out}", "--orbit-frames", "3", "--test-views", "2", "--mesh-res", "24",
+               "--chamfer-points", "500", "--threads", "1",
+               *(a.replace("--", "--train.", 1) if a.startswith("--") else a for a in _TINY)),
+}
