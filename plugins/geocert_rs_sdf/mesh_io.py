@@ -38,10 +38,10 @@ def check_mesh(vertices, faces, name: str) -> Mesh:
 
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise InputError(f"{name}: mesh has no vertices (or vertices are not [V, 3])")
     if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
         raise InputError(f"{name}: mesh has no triangles (point clouds and polylines cannot be voxelized)")
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise InputError(f"{name}: mesh has no vertices (or vertices are not [V, 3])")
     if not np.isfinite(v).all():
         bad = int((~np.isfinite(v).all(1)).sum())
         raise InputError(f"{name}: {bad} vertices have NaN or infinite coordinates")

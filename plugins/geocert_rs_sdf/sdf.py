@@ -113,8 +113,8 @@ def _stats(err: np.ndarray, h: float) -> dict:
 def band_errors(sdf_vox: np.ndarray, d_vox: np.ndarray, sigma: float, band: float, h: float) -> dict:
     """Errors of the RS-SDF against the exact signed distance ``d_vox`` (voxels, NaN where unknown) in the band
     |d| < band·σ: all band voxels, the flat ones (predicted curvature bias |σ²·Δd/2| < FLAT_BIAS_VOXELS at
-    every voxel within ±ceil(2σ) voxels) and the others ("curved": curved faces, edges, corners, thin parts), whose mean signed error is set beside the mean predicted bias σ²·Δd/2. Errors are
-    RS-SDF − d (``_vox``: voxels; without suffix: mesh units, × ``h``)."""
+    every voxel within ±ceil(3σ) voxels) and the others ("curved": near curved faces, edges, corners, thin
+    parts), whose mean signed error is set beside the mean predicted bias σ²·Δd/2. Errors are RS-SDF − d (``_vox``: voxels; without suffix: mesh units, × ``h``)."""
     from scipy.ndimage import maximum_filter
 
     lap = laplacian(d_vox)
@@ -122,8 +122,8 @@ def band_errors(sdf_vox: np.ndarray, d_vox: np.ndarray, sigma: float, band: floa
     err = sdf_vox - d_vox
     predicted = 0.5 * sigma**2 * lap
     known = in_band & np.isfinite(lap)
-    # flat: no curvature anywhere within ±ceil(2σ) voxels (the blur sees that far: edges bias their neighbours)
-    size = 2 * math.ceil(2.0 * sigma) + 1
+    # flat: no curvature anywhere within ±ceil(3σ) voxels (the blur sees that far: edges bias their neighbours)
+    size = 2 * math.ceil(3.0 * sigma) + 1
     nearby = maximum_filter(np.abs(np.nan_to_num(predicted)), size=size, mode="nearest")
     flat = known & (nearby < FLAT_BIAS_VOXELS)
     curved = known & ~flat
@@ -150,7 +150,7 @@ def zero_level_mesh(sdf_vox: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.nda
     if not (sdf_vox.min() < 0.0 < sdf_vox.max()):
         return None
     verts, faces, _, _ = marching_cubes(sdf_vox.astype(np.float32), level=0.0)
-    return grid.centres(verts), faces.astype(np.int64)
+    return grid.centres(verts), faces[:, ::-1].astype(np.int64)  # skimage winds them inward here
 
 
 def _write_slice(path: Path, sdf: np.ndarray, occupancy: np.ndarray, grid: Grid, title: str) -> None:
@@ -300,7 +300,7 @@ def run_sdf(cfg) -> dict:
     # ---- reference
     t2 = time.perf_counter()
     if mesh is not None:
-        d_vox, backend = exact_band_distance(mesh, grid, inside, cfg.band * sigma + 3.0, progress=True)
+        d_vox, backend = exact_band_distance(mesh, grid, inside, (cfg.band + 3.0) * sigma + 2.0, progress=True)
         reference = (f"exact signed distance to the input mesh at the voxel centres near the surface ({backend}; "
                      "sign from ray-parity occupancy)")
     else:
