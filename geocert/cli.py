@@ -7,6 +7,7 @@ User errors (:class:`geocert.GeocertError`, missing files) are printed as one li
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import warnings
 
@@ -54,8 +55,11 @@ def _command_table(strict: bool = False) -> dict[str, tuple[type, str]]:
 
 
 def _summary(cfg: type) -> str:
-    doc = (cfg.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    """The first sentence of a config's docstring (its first paragraph, joined), for the command list."""
+    para = " ".join((cfg.__doc__ or "").strip().split("\n\n")[0].split())
+    m = re.match(r"(.+?[.])(\s|$)", para)
+    line = m.group(1) if m else para
+    return line if len(line) <= 110 else line[:110].rsplit(" ", 1)[0] + " …"
 
 
 def _print_help(table: dict[str, tuple[type, str]]) -> None:
