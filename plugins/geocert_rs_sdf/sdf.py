@@ -244,7 +244,13 @@ def run_sdf(cfg) -> dict:
 
     from geocert.io import atomic_write, write_config, write_json, write_ply
     from geocert_rs_sdf.mesh_io import MESH_SUFFIXES, load_mesh, load_occupancy
-    from geocert_rs_sdf.voxelize import grid_for_mesh, margin_voxels, supersampled_occupancy, voxelize
+    from geocert_rs_sdf.voxelize import (
+        grid_for_mesh,
+        margin_voxels,
+        supersampled_occupancy,
+        voxelize,
+        voxelize_vote,
+    )
 
     _validate(cfg)
     torch.set_num_threads(cfg.threads)
@@ -276,14 +282,17 @@ def run_sdf(cfg) -> dict:
             raise InputError(f"{path}: unsupported input type {Path(path).suffix!r}; expected a mesh "
                              f"({', '.join(MESH_SUFFIXES)}) or an occupancy grid (.npy)")
         source = mesh.name
-        if not mesh.watertight:
+        vote = not mesh.watertight
+        if vote:
             _warn(f"{mesh.name}: mesh is not watertight ({mesh.open_edges} edges not shared by exactly two "
-                  "faces); occupancy by ray parity can be wrong", warnings_out)
+                  "faces); occupancy by ray parity can be wrong (taking the majority of rays along x, y and z)",
+                  warnings_out)
         grid = grid_for_mesh(mesh.vertices, cfg.resolution, margin_voxels(sigma))
-        inside = voxelize(mesh.vertices, mesh.faces, grid, progress="voxelize")
+        inside = (voxelize_vote(mesh.vertices, mesh.faces, grid) if vote else
+                  voxelize(mesh.vertices, mesh.faces, grid, progress="voxelize"))
         occupancy = (inside.astype(np.float64) if cfg.supersample == 1 else
                      supersampled_occupancy(mesh.vertices, mesh.faces, grid, cfg.supersample,
-                                            progress=f"voxelize ×{cfg.supersample}"))
+                                            progress=f"voxelize ×{cfg.supersample}", vote=vote))
         if not inside.any():
             from geocert.errors import InputError
 
@@ -325,6 +334,10 @@ def run_sdf(cfg) -> dict:
         "input": source,
         "input_kind": "mesh" if mesh is not None else "occupancy grid",
         "watertight": None if mesh is None else mesh.watertight,
+        "occupancy": None if mesh is None else (
+            "majority of ray parity along x, y, z (mesh not watertight)" if not mesh.watertight else
+            "ray parity along z") + (f", {cfg.supersample}³ samples per voxel" if cfg.supersample > 1 else
+                                     ", at voxel centres"),
         "sigma_vox": sigma,
         "sigma": sigma * grid.h,
         "voxel_size": grid.h,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_reference", "supersampled_occupancy", "sample_offsets",
+__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_vote", "voxelize_reference", "supersampled_occupancy", "sample_offsets",
            "mesh_distance", "open_edges", "margin_voxels"]
 
 # Ray columns are shifted by this many voxels (two irrational fractions of 1e-6) so that no ray passes exactly
@@ -129,6 +129,18 @@ def voxelize(vertices: np.ndarray, faces: np.ndarray, grid: Grid, *, chunk: int 
     return (parity & 1).astype(bool)
 
 
+def voxelize_vote(vertices: np.ndarray, faces: np.ndarray, grid: Grid) -> np.ndarray:
+    """Majority vote ``[X, Y, Z]`` bool of :func:`voxelize` with rays along x, along y and along z: for a mesh with
+    holes, a ray through a hole flips a whole column, but rarely in two directions at once."""
+    v = np.asarray(vertices, dtype=np.float64)
+    votes = np.zeros(grid.shape, dtype=np.uint8)
+    for perm in ((1, 2, 0), (2, 0, 1), (0, 1, 2)):  # the ray runs along the last axis of the permutation
+        g = Grid(tuple(grid.shape[a] for a in perm), tuple(grid.origin[a] for a in perm), grid.h)
+        occ = voxelize(v[:, perm], faces, g)
+        votes += np.transpose(occ, np.argsort(perm)).astype(np.uint8)
+    return votes >= 2
+
+
 def voxelize_reference(vertices: np.ndarray, faces: np.ndarray, grid: Grid) -> np.ndarray:
     """Slow twin of :func:`voxelize`: for every voxel centre, loop over the triangles and count those that the
     ray towards −z from the (jittered) centre crosses, with a scalar Möller–Trumbore test."""
@@ -188,10 +200,10 @@ def _korobov_generators(n: int) -> tuple[int, int]:
 
 
 def supersampled_occupancy(vertices: np.ndarray, faces: np.ndarray, grid: Grid, k: int,
-                           progress: bool | str = False) -> np.ndarray:
+                           progress: bool | str = False, vote: bool = False) -> np.ndarray:
     """Fraction ``[X, Y, Z]`` (float64 in [0, 1]) of K = k³ sample points per voxel that are inside the mesh
     (partial volume); the points are :func:`sample_offsets`, each one a shifted copy of the grid voxelized by
-    :func:`voxelize`. k = 1 is the binary centre test as 0/1."""
+    :func:`voxelize` (or :func:`voxelize_vote` when ``vote``). k = 1 is the binary centre test as 0/1."""
     offsets = sample_offsets(k)
     occ = np.zeros(grid.shape, dtype=np.float64)
     it = offsets
@@ -202,7 +214,7 @@ def supersampled_occupancy(vertices: np.ndarray, faces: np.ndarray, grid: Grid, 
     for off in it:
         shifted = Grid(grid.shape, tuple(float(o + u * grid.h) for o, u in zip(grid.origin, off, strict=True)),
                        grid.h)
-        occ += voxelize(vertices, faces, shifted)
+        occ += (voxelize_vote if vote else voxelize)(vertices, faces, shifted)
     return occ / len(offsets)
 
 

@@ -32,6 +32,7 @@ from geocert_rs_sdf.voxelize import (
     supersampled_occupancy,
     voxelize,
     voxelize_reference,
+    voxelize_vote,
 )
 
 from geocert.cli import main as cli
@@ -114,6 +115,17 @@ def test_mesh_distance_is_exact_on_a_cube():
     d, backend = mesh_distance(mesh.vertices, mesh.faces, pts)
     np.testing.assert_allclose(d, np.abs(box_signed_distance(pts, 1.0)), atol=1e-5)
     assert backend
+
+
+def test_mesh_distance_without_open3d_falls_back_to_trimesh(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open3d", None)  # `import open3d` now raises ImportError
+    mesh = cube()
+    pts = np.random.default_rng(1).uniform(-2.0, 2.0, size=(200, 3))
+    d, backend = mesh_distance(mesh.vertices, mesh.faces, pts)
+    assert backend.startswith("trimesh")
+    np.testing.assert_allclose(d, np.abs(box_signed_distance(pts, 1.0)), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- RS-SDF bars
@@ -342,6 +354,9 @@ def test_bad_files(tmp_path, capsys):
     nan.write_text("v 0 0 0\nv 1 0 0\nv 0 nan 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
     _fails([str(nan)], tmp_path, capsys, str(nan), "NaN")
     _fails([str(tmp_path / "missing.stl")], tmp_path, capsys, "missing.stl", "not found")
+    flat = tmp_path / "triangle.obj"
+    flat.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    _fails([str(flat)], tmp_path, capsys, str(flat), "no voxel centre is inside")
     other = tmp_path / "mesh.xyz"
     other.write_text("0 0 0\n")
     _fails([str(other)], tmp_path, capsys, str(other), "unsupported")
@@ -371,17 +386,29 @@ def test_truncated_npy(tmp_path, capsys):
     _fails([str(path)], tmp_path, capsys, str(path), "cannot read")
 
 
-def test_non_watertight_mesh_warns(tmp_path, capsys):
+def test_non_watertight_mesh_warns_and_votes(tmp_path, capsys):
     m = trimesh.creation.box(extents=(2.0, 2.0, 2.0))
     path = tmp_path / "open.ply"
-    trimesh.Trimesh(m.vertices, m.faces[:-1], process=False).export(path)
+    trimesh.Trimesh(m.vertices, m.faces[:-1], process=False).export(path)  # one triangle missing: a hole
     assert not load_mesh(path).watertight
-    out = tmp_path / "out"
-    assert cli(["sdf", str(path), "--output", str(out), "--resolution", "24", "--sigma", "1.0"]) == 0
+    args = ["--resolution", "24", "--sigma", "1.0", "--supersample", "1"]
+    assert cli(["sdf", str(path), "--output", str(tmp_path / "out"), *args]) == 0
     err = capsys.readouterr().err
     assert f"geocert sdf: warning: {path}: mesh is not watertight" in err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["watertight"] is False and "not watertight" in metrics["warnings"][0]
+    assert metrics["occupancy"].startswith("majority")
+    # rays through the hole flip their column, but only along one axis: the vote restores the closed box
+    closed = tmp_path / "closed.ply"
+    m.export(closed)
+    assert cli(["sdf", str(closed), "--output", str(tmp_path / "ref"), *args]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "sdf.npy"), np.load(tmp_path / "ref" / "sdf.npy"))
+
+
+def test_voxelize_vote_matches_parity_on_a_closed_mesh():
+    m = trimesh.creation.icosphere(subdivisions=2)
+    grid = grid_for_mesh(np.asarray(m.vertices), 20, 2)
+    np.testing.assert_array_equal(voxelize_vote(m.vertices, m.faces, grid), voxelize(m.vertices, m.faces, grid))
 
 
 def test_config_is_frozen_with_documented_fields():
