@@ -340,26 +340,20 @@ def test_resolution_too_small(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_bad_files(tmp_path, capsys):
-    empty = tmp_path / "empty.ply"
-    empty.write_bytes(b"")
-    _fails([str(empty)], tmp_path, capsys, str(empty), "empty")
-    garbage = tmp_path / "garbage.ply"
-    garbage.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\n")
-    _fails([str(garbage)], tmp_path, capsys, str(garbage))
-    no_faces = tmp_path / "points.obj"
-    no_faces.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
-    _fails([str(no_faces)], tmp_path, capsys, str(no_faces), "no triangles")
-    nan = tmp_path / "nan.obj"
-    nan.write_text("v 0 0 0\nv 1 0 0\nv 0 nan 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
-    _fails([str(nan)], tmp_path, capsys, str(nan), "NaN")
-    _fails([str(tmp_path / "missing.stl")], tmp_path, capsys, "missing.stl", "not found")
-    flat = tmp_path / "triangle.obj"
-    flat.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-    _fails([str(flat)], tmp_path, capsys, str(flat), "no voxel centre is inside")
-    other = tmp_path / "mesh.xyz"
-    other.write_text("0 0 0\n")
-    _fails([str(other)], tmp_path, capsys, str(other), "unsupported")
+@pytest.mark.parametrize("name,content,needle", [
+    ("empty.ply", "", "empty"),
+    ("garbage.ply", "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\n", "cannot read mesh"),
+    ("points.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\n", "no triangles"),
+    ("nan.obj", "v 0 0 0\nv 1 0 0\nv 0 nan 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n", "NaN"),
+    ("triangle.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "no voxel centre is inside"),
+    ("mesh.xyz", "0 0 0\n", "unsupported"),
+    ("missing.stl", None, "not found"),
+])
+def test_bad_mesh_files(tmp_path, capsys, name, content, needle):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    _fails([str(path)], tmp_path, capsys, str(path), needle)
 
 
 @pytest.mark.parametrize("array,needle", [
