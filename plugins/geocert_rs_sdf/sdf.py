@@ -199,6 +199,8 @@ def _validate(cfg) -> None:
     res = check_positive_int(cfg.resolution, "resolution")
     k = check_positive_int(cfg.supersample, "supersample")
     check_positive_int(cfg.threads, "threads")
+    if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
+        raise ParameterError(f"{cfg.output}: --output exists and is not a folder")
     need = 2 * margin_voxels(cfg.sigma) + 4
     if res < need:
         raise ParameterError(f"resolution must be >= {need} for sigma={cfg.sigma:g} (an empty margin of "

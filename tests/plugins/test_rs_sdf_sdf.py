@@ -333,6 +333,14 @@ def test_bad_parameters(tmp_path, capsys):
     _fails(["--supersample", "9"], tmp_path, capsys, "supersample")
 
 
+def test_output_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("x")
+    assert cli(["sdf", "--output", str(out), "--resolution", "24", "--sigma", "1.0"]) == 2
+    assert f"{out}: --output exists and is not a folder" in capsys.readouterr().err
+    assert out.read_text() == "x"
+
+
 def test_resolution_too_small(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli(["sdf", "--output", str(out), "--resolution", "10"]) == 2
