@@ -24,10 +24,12 @@ NEAR, FAR = 2.0, 6.0
 class Split:
     """One split of a scene.
 
-    images: ``[V, H, W, 3]`` float32 RGB composited on white; c2w: ``[V, 4, 4]`` camera-to-world;
-    focal in pixels; bound: half-size of the scene box; mesh: path of the ground-truth mesh or None."""
+    images: ``[V, H, W, 3]`` float32 RGB composited on white; alpha: ``[V, H, W]`` float32 coverage (None
+    unless every image has an alpha channel); c2w: ``[V, 4, 4]`` camera-to-world; focal in pixels; bound:
+    half-size of the scene box; mesh: path of the ground-truth mesh or None."""
 
     images: torch.Tensor
+    alpha: torch.Tensor | None
     c2w: torch.Tensor
     focal: float
     height: int
@@ -65,7 +67,7 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
         raise InputError(f"{tf}: 'frames' must be a non-empty list")
     if max_views is not None:
         frames = frames[:max_views]
-    images, poses, files = [], [], []
+    images, alphas, poses, files = [], [], [], []
     size = None
     for k, fr in enumerate(frames):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
@@ -90,6 +92,7 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
             a = img[..., 3:]
             bg = 1.0 if white_bg else 0.0
             img = img[..., :3] * a + bg * (1.0 - a)
+            alphas.append(a[..., 0])
         images.append(img)
         poses.append(m)
         files.append(path)
@@ -108,7 +111,8 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
     bound = float(meta.get("geocert_bound", DEFAULT_BOUND))
     mesh = meta.get("geocert_mesh")
     mesh_path = (root / mesh) if mesh and (root / mesh).is_file() else None
-    return Split(images=torch.from_numpy(np.stack(images)), c2w=torch.from_numpy(np.stack(poses)).float(),
+    alpha = torch.from_numpy(np.stack(alphas)) if len(alphas) == len(images) else None
+    return Split(images=torch.from_numpy(np.stack(images)), alpha=alpha, c2w=torch.from_numpy(np.stack(poses)).float(),
                  focal=focal, height=int(size[0]), width=int(size[1]), bound=bound, mesh=mesh_path, files=files)
 
 

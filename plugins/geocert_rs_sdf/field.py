@@ -26,9 +26,10 @@ from geocert_rs_sdf.hashgrid import HashGrid
 __all__ = ["RadianceField", "sample_grid", "sample_grid_reference", "density_from_sdf", "sh_encode",
            "DENSITY_SCALE", "DENSITY_EPS"]
 
+SDF_EPS = 1e-10  # p is clamped to [eps, 1 − eps] in σ·Φ⁻¹(p): small, so empty space keeps a gradient
 DENSITY_SCALE = 30.0
 DENSITY_EPS = 1e-6
-SKIP_DENSITY = 0.05  # density per unit length below which a voxel (and its neighbours) counts as empty
+SKIP_DENSITY = 0.01  # density per unit length below which a voxel (and its neighbours) counts as empty
 PLAIN_MAX_LOG_DENSITY = 8.0
 
 
@@ -90,12 +91,14 @@ class RadianceField(nn.Module):
         density: ``"rs-sdf"`` or ``"plain"``.
         init_density: initial density per unit length everywhere (both variants start equally foggy).
         view_dependent: feed SH-encoded view directions to the colour MLP.
+        init_sharpness: the sharpness (voxels) the initial density refers to (default ``sharpness``; training
+            that anneals s starts at a larger one).
     """
 
-    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.5,
+    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.25,
                  density: str = "rs-sdf", init_density: float = 0.3, hash_levels: int = 12,
                  hash_log2: int = 16, hash_max_res: int = 192, hidden: int = 64, view_dependent: bool = False,
-                 generator: torch.Generator | None = None):
+                 init_sharpness: float | None = None, generator: torch.Generator | None = None):
         super().__init__()
         if density not in ("rs-sdf", "plain"):
             raise ValueError(f"density must be 'rs-sdf' or 'plain', got {density!r}")
@@ -104,7 +107,7 @@ class RadianceField(nn.Module):
         self.density_mode, self.view_dependent = density, bool(view_dependent)
         self.voxel = 2 * self.bound / self.grid_res
         if density == "rs-sdf":
-            init = self._logit_for_density(init_density)
+            init = self._logit_for_density(init_density, self.sharpness if init_sharpness is None else init_sharpness)
         else:
             init = math.log(init_density)
         self.logits = nn.Parameter(torch.full((self.grid_res,) * 3, init))
@@ -120,14 +123,15 @@ class RadianceField(nn.Module):
                     m.weight.uniform_(-bw, bw, generator=generator)
                     m.bias.uniform_(-bw, bw, generator=generator)
 
-    def _logit_for_density(self, target: float) -> float:
-        """The constant logit whose (blurred, constant) occupancy gives ``target`` density (bisection)."""
+    def _logit_for_density(self, target: float, sharpness: float) -> float:
+        """The constant logit whose (blurred, constant) occupancy gives ``target`` density at ``sharpness``
+        (bisection)."""
         lo, hi = -15.0, 0.0
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             p = torch.sigmoid(torch.tensor(mid, dtype=torch.float64))
-            sdf = sdf_from_probability(p, self.sigma * self.voxel)
-            if float(density_from_sdf(sdf, self.sharpness * self.voxel)) < target:
+            sdf = sdf_from_probability(p, self.sigma * self.voxel, eps=SDF_EPS)
+            if float(density_from_sdf(sdf, sharpness * self.voxel)) < target:
                 lo = mid
             else:
                 hi = mid
@@ -142,7 +146,7 @@ class RadianceField(nn.Module):
         """The per-step grid the density is read from: the RS-SDF (rs-sdf, world units, + inside) or the
         log-density (plain). Differentiable; compute it once per step and pass it to :meth:`density`."""
         if self.density_mode == "rs-sdf":
-            return sdf_from_probability(self.smoothed_occupancy(), self.sigma * self.voxel)
+            return sdf_from_probability(self.smoothed_occupancy(), self.sigma * self.voxel, eps=SDF_EPS)
         return self.logits
 
     def density_from_state(self, values: torch.Tensor) -> torch.Tensor:

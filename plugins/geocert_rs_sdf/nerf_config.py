@@ -30,14 +30,24 @@ class TrainNerfConfig:
     (Instant-NGP-style density, the paper's comparison)."""
     sigma: float = 1.0
     """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
-    sharpness: float = 0.5
-    """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface."""
+    sharpness: float = 0.25
+    """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface and emptier
+    empty space (the logistic tail of G is the density floor there)."""
+    sharpness_start: float = 1.0
+    """Start training at this multiple of the sharpness s, annealed geometrically to s at half the run (1 = no
+    annealing)."""
     grid_res: int = 96
     """Voxels per side of the occupancy grid over the scene box."""
     steps: int = 2000
     """Optimisation steps (one batch of random training rays each)."""
     rays: int = 2048
-    """Rays per step, drawn uniformly from all training pixels."""
+    """Rays per step."""
+    foreground_fraction: float = 0.5
+    """Share of each step's rays drawn from the non-background (not white) training pixels; the rest are drawn
+    uniformly from all pixels, so the white background is still learned."""
+    mask_weight: float = 0.1
+    """Weight of the opacity-vs-alpha loss (the scene's RGBA alpha as a silhouette mask; 0 = colour only).
+    Without it a haze in empty space that learns to be white costs nothing on a white background."""
     samples: int = 192
     """Density samples per ray across the scene box (cheap grid lookups, stratified)."""
     color_samples: int = 12

@@ -40,6 +40,7 @@ def _check_train_config(cfg: TrainNerfConfig) -> None:
     check_sigma(cfg.sigma, "sigma")
     check_sigma(cfg.sharpness, "sharpness")
     check_sigma(cfg.lr, "lr")
+    check_sigma(cfg.sharpness_start, "sharpness_start")
     check_sigma(cfg.grid_lr, "grid_lr")
     for name in ("grid_res", "steps", "rays", "samples", "color_samples", "hash_levels", "hash_max_res", "hidden",
                  "threads", "checkpoint_every", "scene_width", "scene_views"):
@@ -48,6 +49,10 @@ def _check_train_config(cfg: TrainNerfConfig) -> None:
         raise ParameterError(f"grid-res must be >= 4, got {cfg.grid_res}")
     if not 8 <= cfg.hash_log2 <= 24:
         raise ParameterError(f"hash-log2 must be in [8, 24], got {cfg.hash_log2}")
+    if not (cfg.mask_weight >= 0 and math.isfinite(cfg.mask_weight)):
+        raise ParameterError(f"mask-weight must be >= 0, got {cfg.mask_weight}")
+    if not 0.0 <= cfg.foreground_fraction <= 1.0:
+        raise ParameterError(f"foreground-fraction must be in [0, 1], got {cfg.foreground_fraction}")
     for name in ("max_views", "eval_views"):
         if getattr(cfg, name) < 0:
             raise ParameterError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
@@ -85,7 +90,9 @@ def train_nerf(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]
     scene = _scene_dir(cfg)
     train, test = _load_splits(scene, cfg.max_views, cfg.eval_views)
     fs = field_settings(cfg, train.bound)
-    st = FitSettings(steps=cfg.steps, rays=cfg.rays, lr=cfg.lr, grid_lr=cfg.grid_lr, seed=cfg.seed)
+    st = FitSettings(steps=cfg.steps, rays=cfg.rays, lr=cfg.lr, grid_lr=cfg.grid_lr,
+                     foreground_fraction=cfg.foreground_fraction, mask_weight=cfg.mask_weight,
+                     sharpness_start=cfg.sharpness_start, seed=cfg.seed)
     out = Path(cfg.output)
     ckpt = out / "checkpoint.pt"
     start, opt_state = 0, None
@@ -97,7 +104,8 @@ def train_nerf(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]
         start, opt_state = min(int(data["step"]), st.steps), data.get("optimizer")
         _say(f"train-nerf: resuming {ckpt} at step {start}/{st.steps}")
     else:
-        field = build_field(fs, generator=torch.Generator().manual_seed(cfg.seed))
+        field = build_field(fs, generator=torch.Generator().manual_seed(cfg.seed),
+                            init_sharpness=cfg.sharpness * cfg.sharpness_start)
     write_config(out, cfg, plugin=PLUGIN_NAME, plugin_version=PLUGIN_VERSION, seed=cfg.seed, scene=str(scene))
     extra = {"scene": str(scene)}
     log_path = out / "train_log.jsonl"
@@ -118,6 +126,7 @@ def train_nerf(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]
     metrics = {"scene": str(scene), "density": cfg.density, "steps": st.steps, "steps_this_run": res["steps_run"],
                "train_seconds": round(train_s, 2),
                "seconds_per_step": round(train_s / max(res["steps_run"], 1), 4),
+               "train_cpu_seconds": round(res["train_cpu_s"], 2),
                "last_step": res["last"], "test_psnr": ev["psnr"], "test_ssim": ev["ssim"],
                "test_views": len(ev["per_view"]), "per_view": ev["per_view"], "checkpoint": str(ckpt)}
     write_json(out / "metrics.json", metrics)

@@ -4,7 +4,8 @@
 trilinear lookup of the per-step geometry grid; samples in voxels the occupancy bitfield marks empty get
 density 0 without a lookup), front-to-back compositing, then the expensive colour (hash grid + MLP) only at
 each ray's ``color_samples`` samples of largest weight (a packed list; weights below ``min_weight`` are
-dropped). The ray colour is ``opacity · c̄ + (1 − opacity) · background`` where c̄ is the weight-normalised
+dropped). In training, a no-grad pass finds the samples that can matter (visible: transmittance > 1e-4, and
+not empty) and only those are looked up again inside the autograd graph. The ray colour is ``opacity · c̄ + (1 − opacity) · background`` where c̄ is the weight-normalised
 colour of those samples, exact when they hold all of the ray's weight (a surface), and the opacity and
 depth come from all samples.
 """
@@ -68,6 +69,19 @@ def _lookup_skip(skip_grid: torch.Tensor, pts: torch.Tensor, bound: float) -> to
     return skip_grid.reshape(-1)[flat]
 
 
+def _masked_density(field, state, pts, mask, base=None):
+    """Density ``[R, S]`` looked up at the samples where ``mask`` (None: all) holds, ``base`` (or 0) elsewhere,
+    and the number of lookups."""
+    r, s = pts.shape[:2]
+    if mask is None:
+        return field.density(pts.reshape(-1, 3), state).reshape(r, s), r * s
+    sel = mask.nonzero(as_tuple=True)
+    out = torch.zeros(r, s, dtype=pts.dtype) if base is None else base
+    if sel[0].numel():
+        out = out.index_put(sel, field.density(pts[sel], state))
+    return out, sel[0].numel()
+
+
 def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, *, near: float,
                 far: float, n_samples: int = 192, color_samples: int = 12, skip_grid: torch.Tensor | None = None,
                 min_weight: float = 1e-4, background: float = 1.0, perturb: bool = False,
@@ -91,16 +105,16 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
     r = origins.shape[0]
     t, dt = _samples(origins, dirs, field.bound, near, far, n_samples, perturb, generator)
     pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]  # [R, S, 3]
-    if skip_grid is None:
-        density = field.density(pts.reshape(-1, 3), state).reshape(r, n_samples)
-        n_lookups = pts.shape[0] * pts.shape[1]
-    else:
-        keep = _lookup_skip(skip_grid, pts, field.bound)
-        sel = keep.nonzero(as_tuple=True)
-        density = torch.zeros(r, n_samples, dtype=origins.dtype)
-        if sel[0].numel():
-            density = density.index_put(sel, field.density(pts[sel], state))
-        n_lookups = sel[0].numel()
+    keep = None if skip_grid is None else _lookup_skip(skip_grid, pts, field.bound)
+    with torch.no_grad():
+        density, n_lookups = _masked_density(field, state, pts, keep)
+    if torch.is_grad_enabled() and state.requires_grad:
+        # the autograd graph only where a sample can matter: visible (T > 1e-4) and not empty (τ > 1e-6)
+        with torch.no_grad():
+            tau = density * dt
+            visible = torch.exp(-(torch.cumsum(tau, -1) - tau)) > 1e-4
+            need = visible & (tau > 1e-6)
+        density, _ = _masked_density(field, state, pts, need, base=density.detach())
     weights = composite(density, dt)
     opacity = weights.sum(-1)
     k = min(color_samples, n_samples)

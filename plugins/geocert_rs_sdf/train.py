@@ -21,6 +21,8 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "render_image",
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
+SHARPNESS_START = 1.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
+FOREGROUND_BELOW = 0.99  # a training pixel with a channel below this is not background (ray sampling)
 
 
 @dataclasses.dataclass
@@ -30,7 +32,7 @@ class FieldSettings:
     bound: float = 1.0
     grid_res: int = 96
     sigma: float = 1.0
-    sharpness: float = 0.5
+    sharpness: float = 0.25
     density: str = "rs-sdf"
     hash_levels: int = 12
     hash_log2: int = 16
@@ -49,11 +51,18 @@ class FitSettings:
     rays: int = 2048
     lr: float = 1e-2
     grid_lr: float = 0.1
+    foreground_fraction: float = 0.5
+    mask_weight: float = 0.1
+    sharpness_start: float = SHARPNESS_START
     seed: int = 0
 
 
-def build_field(fs: FieldSettings, generator: torch.Generator | None = None) -> RadianceField:
-    return RadianceField(bound=fs.bound, grid_res=fs.grid_res, sigma=fs.sigma, sharpness=fs.sharpness,
+def build_field(fs: FieldSettings, generator: torch.Generator | None = None,
+                init_sharpness: float | None = None) -> RadianceField:
+    """The field of ``fs``; its initial density refers to ``init_sharpness`` (default: the sharpness that
+    training starts at, ``SHARPNESS_START · fs.sharpness``)."""
+    init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
+    return RadianceField(init_sharpness=init_sharpness, bound=fs.bound, grid_res=fs.grid_res, sigma=fs.sigma, sharpness=fs.sharpness,
                          density=fs.density, hash_levels=fs.hash_levels, hash_log2=fs.hash_log2,
                          hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent,
                          generator=generator)
@@ -80,6 +89,13 @@ def lr_scale(step: int, total: int) -> float:
     return 0.1 ** ((step - warm) / max(total - warm, 1))
 
 
+def sharpness_at(step: int, total: int, final: float, start_factor: float) -> float:
+    """The annealed sharpness s: ``start_factor · final`` at step 0, geometrically down to ``final`` at half
+    the run, then constant (smooth, far-reaching geometry gradients first, a crisp surface at the end)."""
+    frac = min(1.0, step / max(0.5 * total, 1.0))
+    return final * start_factor ** (1.0 - frac)
+
+
 def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, *,
         log: Callable[[int, dict[str, float]], None] | None = None, progress: bool = True,
         start_step: int = 0, optimizer_state: dict | None = None,
@@ -87,9 +103,12 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         checkpoint_every: int = 0) -> dict[str, Any]:
     """Optimise ``field`` on the training rays from ``start_step`` to ``st.steps``.
 
-    Every step draws ``st.rays`` random pixels of all training views, recomputes the geometry grid (for
-    rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph), renders and takes one
-    Adam step on the MSE. Returns timing and the last step's statistics."""
+    Every step draws ``st.rays`` random pixels of all training views (a ``foreground_fraction`` of them from
+    the pixels that are not white background, the rest uniformly from all pixels), recomputes the geometry grid (for
+    rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
+    annealed by :func:`sharpness_at`), renders and takes one
+    Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha,
+    when they have one). Returns timing and the last step's statistics."""
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(st.seed * 1000003 + start_step)
@@ -99,12 +118,15 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     dirs = dirs.reshape(-1, 3)
     del origins
     colors = train.images.reshape(-1, 3)
+    alpha = train.alpha.reshape(-1) if train.alpha is not None and st.mask_weight > 0 else None
+    fg = (colors < FOREGROUND_BELOW).any(-1).nonzero().squeeze(1)
+    n_fg = int(round(st.rays * st.foreground_fraction)) if len(fg) else 0
     opt = make_optimizer(field, st.lr, st.grid_lr)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     base_lrs = [st.grid_lr, st.lr, st.lr]
     skip = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(range(start_step, st.steps), desc="train-nerf", initial=start_step, total=st.steps,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     stats: dict[str, float] = {}
@@ -112,7 +134,10 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     for step in bar:
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
+        field.sharpness = sharpness_at(step, st.steps, fs.sharpness, st.sharpness_start)
         idx = torch.randint(0, dirs.shape[0], (st.rays,), generator=gen)
+        if n_fg:
+            idx[:n_fg] = fg[torch.randint(0, len(fg), (n_fg,), generator=gen)]
         state = field.geometry_state()
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
@@ -120,9 +145,12 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
                           n_samples=fs.samples, color_samples=fs.color_samples, skip_grid=skip, perturb=True,
                           generator=gen)
         loss = torch.mean((out["rgb"] - colors[idx]) ** 2)
+        if alpha is not None:
+            loss = loss + st.mask_weight * torch.mean((out["opacity"] - alpha[idx]) ** 2)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if loss.requires_grad:  # (no sample of the batch in occupied space: nothing to update)
+            loss.backward()
+            opt.step()
         lv = loss.item()
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         stats = {"loss": lv, "train_psnr": -10 * math.log10(max(ema, 1e-10)),
@@ -137,7 +165,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
                 and step + 1 < st.steps:
             checkpoint_fn(step + 1, opt)
     bar.close()
-    return {"train_s": time.perf_counter() - t0, "steps_run": st.steps - start_step, "last": stats,
+    field.sharpness = fs.sharpness
+    return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0, "steps_run": st.steps - start_step, "last": stats,
             "optimizer": opt}
 
 
