@@ -82,3 +82,16 @@ def test_images_round_trip_and_bad_image_names_file(tmp_path):
     (tmp_path / "b.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="b.png: cannot read image"):
         io.read_image(tmp_path / "b.png")
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from geocert.io import atomic_write
+
+    with atomic_write(tmp_path / "a.txt") as fh:
+        fh.write("x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~mask
