@@ -33,20 +33,25 @@ MIN_DERIVATIVE = 1e-3
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1
 
 
-def spline_params(raw: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, ...]:
+def spline_params(raw: torch.Tensor, num_bins: int, min_bin: float = MIN_BIN,
+                  min_derivative: float = MIN_DERIVATIVE) -> tuple[torch.Tensor, ...]:
     """Turn raw parameters ``[B, 3K - 1]`` into knots and derivatives.
 
     Returns ``(xk, yk, dk)``: knot abscissae ``[B, K + 1]`` and ordinates ``[B, K + 1]`` (both running from
     exactly 0 to exactly 1, strictly increasing) and knot derivatives ``[B, K + 1]`` (end values 1).
-    Zero raw parameters give the identity map (equal bins, all derivatives 1).
+    Zero raw parameters give the identity map (equal bins, all derivatives 1). ``min_bin`` (a fraction of
+    [0, 1], < 1/K) and ``min_derivative`` (< 1) bound how much one spline can compress or stretch: slopes lie
+    within [min_derivative, 1/min_bin]-ish, so larger values regularise the flow.
     """
     K = num_bins
+    if not (0.0 < min_bin * K < 1.0 and 0.0 < min_derivative < 1.0):
+        raise ValueError(f"need 0 < min_bin < 1/{K} and 0 < min_derivative < 1")
     if raw.shape[-1] != 3 * K - 1:
         raise ValueError(f"expected {3 * K - 1} spline parameters for {K} bins, got {raw.shape[-1]}")
     uw, uh, ud = raw[..., :K], raw[..., K:2 * K], raw[..., 2 * K:]
 
     def knots(u: torch.Tensor) -> torch.Tensor:
-        w = MIN_BIN + (1.0 - MIN_BIN * K) * torch.softmax(u, dim=-1)
+        w = min_bin + (1.0 - min_bin * K) * torch.softmax(u, dim=-1)
         c = torch.cumsum(w, dim=-1)
         zero = torch.zeros_like(c[..., :1])
         c = torch.cat([zero, c], dim=-1)
@@ -54,7 +59,7 @@ def spline_params(raw: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, ...]:
         return torch.cat([zero, c[..., 1:-1], torch.ones_like(zero)], dim=-1)
 
     xk, yk = knots(uw), knots(uh)
-    inner = MIN_DERIVATIVE + (1.0 - MIN_DERIVATIVE) * F.softplus(ud + _SOFTPLUS_ONE)
+    inner = min_derivative + (1.0 - min_derivative) * F.softplus(ud + _SOFTPLUS_ONE)
     one = torch.ones_like(inner[..., :1])
     dk = torch.cat([one, inner, one], dim=-1)
     return xk, yk, dk
@@ -71,9 +76,10 @@ def _bin_index(knots: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return idx.clamp(0, K - 1)
 
 
-def rq_spline_forward(x: torch.Tensor, raw: torch.Tensor, num_bins: int) -> torch.Tensor:
+def rq_spline_forward(x: torch.Tensor, raw: torch.Tensor, num_bins: int, min_bin: float = MIN_BIN,
+                      min_derivative: float = MIN_DERIVATIVE) -> torch.Tensor:
     """y = s(x) for ``x: [B]`` with spline parameters ``raw: [B, 3K - 1]``; identity outside [0, 1]."""
-    xk, yk, dk = spline_params(raw, num_bins)
+    xk, yk, dk = spline_params(raw, num_bins, min_bin, min_derivative)
     inside = (x >= 0.0) & (x <= 1.0)
     xc = x.clamp(0.0, 1.0)
     k = _bin_index(xk, xc)
@@ -88,9 +94,10 @@ def rq_spline_forward(x: torch.Tensor, raw: torch.Tensor, num_bins: int) -> torc
     return torch.where(inside, y, x)
 
 
-def rq_spline_inverse(y: torch.Tensor, raw: torch.Tensor, num_bins: int) -> torch.Tensor:
+def rq_spline_inverse(y: torch.Tensor, raw: torch.Tensor, num_bins: int, min_bin: float = MIN_BIN,
+                      min_derivative: float = MIN_DERIVATIVE) -> torch.Tensor:
     """x = s⁻¹(y) for ``y: [B]`` (closed-form root of the bin's quadratic); identity outside [0, 1]."""
-    xk, yk, dk = spline_params(raw, num_bins)
+    xk, yk, dk = spline_params(raw, num_bins, min_bin, min_derivative)
     inside = (y >= 0.0) & (y <= 1.0)
     yc = y.clamp(0.0, 1.0)
     k = _bin_index(yk, yc)
