@@ -95,9 +95,9 @@ class RadianceField(nn.Module):
             that anneals s starts at a larger one).
     """
 
-    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.25,
-                 density: str = "rs-sdf", init_density: float = 0.3, hash_levels: int = 12,
-                 hash_log2: int = 16, hash_max_res: int = 192, hidden: int = 64, view_dependent: bool = False,
+    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.1,
+                 density: str = "rs-sdf", init_density: float = 0.3, hash_levels: int = 8,
+                 hash_log2: int = 15, hash_max_res: int = 128, hidden: int = 64, view_dependent: bool = False,
                  init_sharpness: float | None = None, generator: torch.Generator | None = None):
         super().__init__()
         if density not in ("rs-sdf", "plain"):

@@ -30,22 +30,22 @@ class TrainNerfConfig:
     (Instant-NGP-style density, the paper's comparison)."""
     sigma: float = 1.0
     """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
-    sharpness: float = 0.25
+    sharpness: float = 0.1
     """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface and emptier
     empty space (the logistic tail of G is the density floor there)."""
-    sharpness_start: float = 1.0
+    sharpness_start: float = 4.0
     """Start training at this multiple of the sharpness s, annealed geometrically to s at half the run (1 = no
     annealing)."""
     grid_res: int = 96
     """Voxels per side of the occupancy grid over the scene box."""
-    steps: int = 2000
+    steps: int = 3000
     """Optimisation steps (one batch of random training rays each)."""
     rays: int = 2048
     """Rays per step."""
     foreground_fraction: float = 0.5
     """Share of each step's rays drawn from the non-background (not white) training pixels; the rest are drawn
     uniformly from all pixels, so the white background is still learned."""
-    mask_weight: float = 0.1
+    mask_weight: float = 1.0
     """Weight of the opacity-vs-alpha loss (the scene's RGBA alpha as a silhouette mask; 0 = colour only).
     Without it a haze in empty space that learns to be white costs nothing on a white background."""
     samples: int = 192
@@ -56,11 +56,11 @@ class TrainNerfConfig:
     """Adam learning rate of the hash grid and MLP (decayed ×0.1 over the run)."""
     grid_lr: float = 0.1
     """Adam learning rate of the occupancy grid (decayed ×0.1 over the run)."""
-    hash_levels: int = 12
+    hash_levels: int = 8
     """Hash-grid levels."""
-    hash_log2: int = 16
+    hash_log2: int = 15
     """log2 of the hash table size per level."""
-    hash_max_res: int = 192
+    hash_max_res: int = 128
     """Resolution of the finest hash-grid level over the scene box."""
     hidden: int = 64
     """Hidden width of the colour MLP."""

@@ -21,7 +21,7 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "render_image",
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-SHARPNESS_START = 1.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
+SHARPNESS_START = 4.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
 FOREGROUND_BELOW = 0.99  # a training pixel with a channel below this is not background (ray sampling)
 
 
@@ -32,11 +32,11 @@ class FieldSettings:
     bound: float = 1.0
     grid_res: int = 96
     sigma: float = 1.0
-    sharpness: float = 0.25
+    sharpness: float = 0.1
     density: str = "rs-sdf"
-    hash_levels: int = 12
-    hash_log2: int = 16
-    hash_max_res: int = 192
+    hash_levels: int = 8
+    hash_log2: int = 15
+    hash_max_res: int = 128
     hidden: int = 64
     view_dependent: bool = False
     samples: int = 192
@@ -47,12 +47,12 @@ class FieldSettings:
 class FitSettings:
     """Optimisation settings."""
 
-    steps: int = 2000
+    steps: int = 3000
     rays: int = 2048
     lr: float = 1e-2
     grid_lr: float = 0.1
     foreground_fraction: float = 0.5
-    mask_weight: float = 0.1
+    mask_weight: float = 1.0
     sharpness_start: float = SHARPNESS_START
     seed: int = 0
 

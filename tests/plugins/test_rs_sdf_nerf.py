@@ -31,7 +31,7 @@ from geocert.errors import InputError
 
 torch.set_num_threads(1)
 
-TINY_FIELD = FieldSettings(grid_res=12, hash_levels=3, hash_log2=10, hash_max_res=24, hidden=16, samples=24,
+TINY_FIELD = FieldSettings(grid_res=12, sharpness=0.5, hash_levels=3, hash_log2=10, hash_max_res=24, hidden=16, samples=24,
                            color_samples=4)
 TINY_ARGS = ("--grid-res", "12", "--rays", "64", "--samples", "24", "--color-samples", "4", "--hash-levels", "3",
              "--hash-log2", "10", "--hash-max-res", "24", "--hidden", "16", "--threads", "1")
@@ -170,9 +170,9 @@ def test_render_rays_matches_dense_reference_when_all_samples_are_coloured():
 def test_fit_decreases_loss(scene, density):
     train = load_split(scene, "train")
     fs = FieldSettings(**{**TINY_FIELD.__dict__, "density": density})
-    field = build_field(fs, torch.Generator().manual_seed(0))
+    field = build_field(fs, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
     logs = []
-    fit(field, fs, FitSettings(steps=40, rays=256, lr=2e-2, grid_lr=0.1, foreground_fraction=0.0), train, progress=False,
+    fit(field, fs, FitSettings(steps=40, rays=256, lr=2e-2, grid_lr=0.1, foreground_fraction=0.0, sharpness_start=1.0), train, progress=False,
         log=lambda step, stats: logs.append(stats["loss"]))
     gen = torch.Generator().manual_seed(5)
     idx = torch.randint(0, 4 * 16 * 16, (512,), generator=gen)
@@ -180,7 +180,7 @@ def test_fit_decreases_loss(scene, density):
 
     o, d = (t.reshape(-1, 3)[idx] for t in pixel_rays(train.c2w, 16, 16, train.focal))
     target = train.images.reshape(-1, 3)[idx]
-    fresh = build_field(fs, torch.Generator().manual_seed(0))
+    fresh = build_field(fs, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
     with torch.no_grad():
         trained = render_rays(field, field.geometry_state(), o, d, near=2.0, far=6.0, n_samples=24)["rgb"]
         initial = render_rays(fresh, fresh.geometry_state(), o, d, near=2.0, far=6.0, n_samples=24)["rgb"]
