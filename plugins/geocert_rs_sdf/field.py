@@ -8,8 +8,9 @@ RS-SDF density (the paper's construction), for a grid of occupancy logits θ ``[
     G(x) = sigmoid(SDF(x) / s)              occupancy from the SDF (s = ``sharpness`` · voxel size)
     density g(x) = −30 · ln(1 + ε − G(x))
 
-The SDF is computed at the voxel centres (cells of size 2·bound/X) once per step and read at sample points
-by trilinear interpolation (``grid_sample``); G and g are applied per point. The plain-density variant
+The smoothed occupancy p is computed at the voxel centres (cells of size 2·bound/X) once per step and read
+at sample points by trilinear interpolation (``grid_sample``); Φ⁻¹, G and g are applied per point (so the
+costly Φ⁻¹ runs on the few samples a step looks up, not on the whole grid). The plain-density variant
 (Instant-NGP style) reads the same grid as log-density, density = exp(θ(x)), with no smoothing.
 """
 
@@ -143,16 +144,20 @@ class RadianceField(nn.Module):
         return smooth_occupancy(torch.sigmoid(self.logits), self.sigma)
 
     def geometry_state(self) -> torch.Tensor:
-        """The per-step grid the density is read from: the RS-SDF (rs-sdf, world units, + inside) or the
-        log-density (plain). Differentiable; compute it once per step and pass it to :meth:`density`."""
+        """The per-step grid the density is read from: the smoothed occupancy p (rs-sdf) or the log-density
+        (plain). Differentiable; compute it once per step and pass it to :meth:`density`."""
         if self.density_mode == "rs-sdf":
-            return sdf_from_probability(self.smoothed_occupancy(), self.sigma * self.voxel, eps=SDF_EPS)
+            return self.smoothed_occupancy()
         return self.logits
+
+    def sdf_from_state(self, values: torch.Tensor) -> torch.Tensor:
+        """RS-SDF σ_w·Φ⁻¹(p) (world units, + inside) of smoothed-occupancy values (rs-sdf)."""
+        return sdf_from_probability(values, self.sigma * self.voxel, eps=SDF_EPS)
 
     def density_from_state(self, values: torch.Tensor) -> torch.Tensor:
         """Density per unit length from interpolated :meth:`geometry_state` values."""
         if self.density_mode == "rs-sdf":
-            return density_from_sdf(values, self.sharpness * self.voxel)
+            return density_from_sdf(self.sdf_from_state(values), self.sharpness * self.voxel)
         return torch.exp(values.clamp(max=PLAIN_MAX_LOG_DENSITY))
 
     def density(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -165,7 +170,7 @@ class RadianceField(nn.Module):
         for the plain variant the level set of density ln 2 · 30 (where G would be ½) stands in, scaled by s."""
         state = self.geometry_state()
         if self.density_mode == "rs-sdf":
-            return state.detach().clone()
+            return self.sdf_from_state(state)
         return (state - math.log(DENSITY_SCALE * math.log(2.0))) * self.sharpness * self.voxel
 
     @torch.no_grad()

@@ -81,8 +81,9 @@ class TrainNerfConfig:
     """Training views of the bundled default scene (it also has 10 val and 20 test views)."""
     seed: int = 0
     """Seed of initialisation and ray sampling (runs are reproducible)."""
-    threads: int = 2
-    """torch CPU threads."""
+    threads: int = 0
+    """torch CPU threads; 0 = auto: the usable CPUs minus the load already running on them (1-minute load
+    average), at least 1 (on a busy machine extra threads stall each other)."""
 
     def main(self) -> None:
         from geocert_rs_sdf.nerf_run import run_train_nerf
@@ -119,8 +120,9 @@ class RenderConfig:
     """Training settings, used only when no checkpoint is given (their output is OUTPUT/model)."""
     seed: int = 0
     """Seed of the mesh point sampling."""
-    threads: int = 2
-    """torch CPU threads."""
+    threads: int = 0
+    """torch CPU threads; 0 = auto: the usable CPUs minus the load already running on them (1-minute load
+    average), at least 1 (on a busy machine extra threads stall each other)."""
 
     def main(self) -> None:
         from geocert_rs_sdf.nerf_run import run_render

@@ -43,7 +43,7 @@ def _check_train_config(cfg: TrainNerfConfig) -> None:
     check_sigma(cfg.sharpness_start, "sharpness_start")
     check_sigma(cfg.grid_lr, "grid_lr")
     for name in ("grid_res", "steps", "rays", "samples", "color_samples", "hash_levels", "hash_max_res", "hidden",
-                 "threads", "checkpoint_every", "scene_width", "scene_views"):
+                 "checkpoint_every", "scene_width", "scene_views"):
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
     if cfg.grid_res < 4:
         raise ParameterError(f"grid-res must be >= 4, got {cfg.grid_res}")
@@ -53,9 +53,26 @@ def _check_train_config(cfg: TrainNerfConfig) -> None:
         raise ParameterError(f"mask-weight must be >= 0, got {cfg.mask_weight}")
     if not 0.0 <= cfg.foreground_fraction <= 1.0:
         raise ParameterError(f"foreground-fraction must be in [0, 1], got {cfg.foreground_fraction}")
-    for name in ("max_views", "eval_views"):
+    for name in ("max_views", "eval_views", "threads"):
         if getattr(cfg, name) < 0:
             raise ParameterError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+
+
+def resolve_threads(threads: int) -> int:
+    """``threads``, or for 0 the CPUs this process may use minus the rounded 1-minute load average (≥ 1)."""
+    import os
+
+    if threads > 0:
+        return threads
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, cpus - busy)
 
 
 def _scene_dir(cfg: TrainNerfConfig) -> Path:
@@ -86,7 +103,7 @@ def train_nerf(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]
     """Validate, load the scene, fit (resuming OUTPUT/checkpoint.pt when allowed), evaluate, write outputs.
     Returns the metrics."""
     _check_train_config(cfg)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     scene = _scene_dir(cfg)
     train, test = _load_splits(scene, cfg.max_views, cfg.eval_views)
     fs = field_settings(cfg, train.bound)
@@ -126,7 +143,7 @@ def train_nerf(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]
     metrics = {"scene": str(scene), "density": cfg.density, "steps": st.steps, "steps_this_run": res["steps_run"],
                "train_seconds": round(train_s, 2),
                "seconds_per_step": round(train_s / max(res["steps_run"], 1), 4),
-               "train_cpu_seconds": round(res["train_cpu_s"], 2),
+               "train_cpu_seconds": round(res["train_cpu_s"], 2), "threads": torch.get_num_threads(),
                "last_step": res["last"], "test_psnr": ev["psnr"], "test_ssim": ev["ssim"],
                "test_views": len(ev["per_view"]), "per_view": ev["per_view"], "checkpoint": str(ckpt)}
     write_json(out / "metrics.json", metrics)
@@ -290,11 +307,11 @@ def _write_video(out: Path, frames: list[np.ndarray]) -> list[str]:
 
 
 def _check_render_config(cfg: RenderConfig) -> None:
-    for name in ("orbit_frames", "mesh_res", "chamfer_points", "threads"):
+    for name in ("orbit_frames", "mesh_res", "chamfer_points"):
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
     if cfg.mesh_res < 8:
         raise ParameterError(f"mesh-res must be >= 8, got {cfg.mesh_res}")
-    for name in ("width", "test_views"):
+    for name in ("width", "test_views", "threads"):
         if getattr(cfg, name) < 0:
             raise ParameterError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if cfg.checkpoint is not None and not Path(cfg.checkpoint).is_file():
@@ -316,7 +333,7 @@ def run_render(cfg: RenderConfig) -> dict[str, Any]:
         ckpt = Path(tcfg.output) / "checkpoint.pt"
     else:
         ckpt = Path(cfg.checkpoint)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     field, fs, _, data = load_checkpoint(ckpt)
     field.eval()
     scene = Path(cfg.data) if cfg.data is not None else Path(data.get("extra", {}).get("scene", ""))
@@ -348,7 +365,7 @@ def run_render(cfg: RenderConfig) -> dict[str, Any]:
                "per_view": ev["per_view"], "orbit_frames": cfg.orbit_frames, "videos": videos,
                "render_rays_per_second": round(rays / max(test_s + orbit_s, 1e-9), 1),
                "mesh": geo["mesh"], "chamfer": geo["chamfer"],
-               "trained_here": trained is not None,
+               "trained_here": trained is not None, "threads": torch.get_num_threads(),
                "train_seconds": trained["train_seconds"] if trained else None,
                "total_seconds": round(time.perf_counter() - t_start, 2)}
     write_json(out / "metrics.json", metrics)
