@@ -30,7 +30,7 @@ class TrainNerfConfig:
     (Instant-NGP-style density, the paper's comparison)."""
     sigma: float = 1.0
     """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
-    sharpness: float = 0.1
+    sharpness: float = 0.05
     """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface and emptier
     empty space (the logistic tail of G is the density floor there)."""
     sharpness_start: float = 4.0

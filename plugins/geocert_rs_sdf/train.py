@@ -32,7 +32,7 @@ class FieldSettings:
     bound: float = 1.0
     grid_res: int = 96
     sigma: float = 1.0
-    sharpness: float = 0.1
+    sharpness: float = 0.05
     density: str = "rs-sdf"
     hash_levels: int = 8
     hash_log2: int = 15
