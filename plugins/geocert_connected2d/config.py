@@ -50,6 +50,9 @@ class Segment2dConfig:
     """Learning rate reached at the end (exponential decay); None: constant --lr as in the paper."""
     temperature: float = 10.0
     """Scale of the FICNN score before the sigmoid (paper: 1)."""
+    quadratic: float = 1.0
+    """Initial weight α of a learned strongly convex term α|u|² added to the FICNN (keeps it convex; the
+    initial foreground is a centred disc instead of a random half-plane). 0: plain FICNN as in the paper."""
     jitter: bool = True
     """Train on a uniform random point of each pixel's cell instead of its centre (paper: centres)."""
     check_grid: int = 4

@@ -1,14 +1,18 @@
 """The networks: a fully input-convex network (FICNN), a square-preserving spline coupling flow, their
 composition (whose foreground is provably path-connected) and the teacher MLP.
 
-Foreground convention: the FICNN outputs a convex score h(u); the foreground is the sublevel set
-{x : h(g(x)) ≤ 0}, i.e. {N(g(x)) ≤ 1/2} with N = sigmoid(h). The foreground probability is sigmoid(-h).
-Because h is convex, {u : h(u) ≤ 0} is convex; g is a diffeomorphism of the plane mapping the image square
-[0, 1]² onto itself, so the foreground inside the image, g⁻¹({h ≤ 0} ∩ [0, 1]²), is the continuous image of
-a convex (hence path-connected) set and is path-connected.
+Foreground convention: h(u) = T · FICNN(u) (T > 0, the temperature) is convex in the latent point u; the
+foreground is the sublevel set {x : h(g(x)) ≤ 0}, i.e. {N(g(x)) ≤ 1/2} with N = sigmoid(h); the model's
+foreground logit is -h(g(x)) (training uses it with BCE against label 1 = foreground, the mask is
+logit ≥ 0, the same threshold). Because h is convex, {u : h(u) ≤ 0} is convex; g is a bijection of the
+plane with a continuous inverse (C¹ inside the open square) mapping the image square [0, 1]² onto itself,
+so the foreground inside the image, g⁻¹({h ≤ 0} ∩ [0, 1]²), is the continuous image of a convex (hence
+path-connected) set and is path-connected: the path between x₀ and x₁ is g⁻¹((1 - t) g(x₀) + t g(x₁)).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -25,9 +29,12 @@ class FICNN(nn.Module):
     The z-path weights W^z are kept non-negative by :meth:`project` (call it after every optimizer step);
     the activation is convex and non-decreasing (ReLU as in the paper, or softplus); the input pass-through
     weights W^u are free. A convex non-decreasing function of convex functions plus affine terms is convex.
+    With ``quadratic > 0`` a term softplus(ρ)·|u|² (ρ learned, initial weight ``quadratic``) is added: still
+    convex, and the initial sublevel set is a centred disc rather than a random half-plane.
     """
 
-    def __init__(self, in_dim: int = 2, hidden: int = 64, layers: int = 2, activation: str = "relu"):
+    def __init__(self, in_dim: int = 2, hidden: int = 64, layers: int = 2, activation: str = "relu",
+                 quadratic: float = 0.0):
         super().__init__()
         if layers < 1:
             raise ValueError("FICNN needs at least one hidden layer")
@@ -42,6 +49,11 @@ class FICNN(nn.Module):
         with torch.no_grad():
             for lin in self.z_layers:  # small non-negative start (standard init, folded to ≥ 0)
                 lin.weight.abs_().mul_(0.5)
+        # optional strongly convex term softplus(ρ)·|u|² (convex: a non-negative multiple of a convex function);
+        # it makes the initial sublevel set a centred disc instead of a random half-plane
+        self.quadratic = quadratic > 0
+        if self.quadratic:
+            self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(quadratic))))
         self.project()
 
     @torch.no_grad()
@@ -57,7 +69,10 @@ class FICNN(nn.Module):
         z = self._act(self.input_layers[0](u))
         for i, lin in enumerate(self.z_layers[:-1]):
             z = self._act(lin(z) + self.input_layers[i + 1](u))
-        return (self.z_layers[-1](z) + self.input_layers[-1](u))[..., 0]
+        out = (self.z_layers[-1](z) + self.input_layers[-1](u))[..., 0]
+        if self.quadratic:
+            out = out + nn.functional.softplus(self.rho) * (u * u).sum(dim=-1)
+        return out
 
 
 class BSplineConditioner(nn.Module):

@@ -50,11 +50,14 @@ def settings_from_config(cfg) -> TrainSettings:
     for name, v in (("lr", cfg.lr), ("temperature", cfg.temperature)):
         if not (np.isfinite(v) and v > 0):
             raise ParameterError(f"{name} must be a positive number, got {v!r}")
+    if not (np.isfinite(cfg.quadratic) and cfg.quadratic >= 0):
+        raise ParameterError(f"quadratic must be >= 0, got {cfg.quadratic!r}")
     if cfg.lr_end is not None and not (np.isfinite(cfg.lr_end) and cfg.lr_end > 0):
         raise ParameterError(f"lr-end must be a positive number or None, got {cfg.lr_end!r}")
     return TrainSettings(use_flow=cfg.model == "flow-ficnn", use_teacher=cfg.teacher, epochs=cfg.epochs,
                          batch_size=cfg.batch_size, random_points=cfg.random_points, lr=cfg.lr,
-                         lr_end=cfg.lr_end, temperature=cfg.temperature, jitter=cfg.jitter, seed=cfg.seed)
+                         lr_end=cfg.lr_end, temperature=cfg.temperature, jitter=cfg.jitter,
+                         ficnn_quadratic=cfg.quadratic, seed=cfg.seed)
 
 
 def _grid(H: int, W: int, f: int) -> torch.Tensor:
@@ -63,13 +66,14 @@ def _grid(H: int, W: int, f: int) -> torch.Tensor:
 
 @torch.no_grad()
 def connectivity_checks(model: ConnectedSegmenter, mask: np.ndarray, *, fine: int = 4,
-                        path_samples: int = 20001) -> tuple[dict, np.ndarray]:
+                        path_samples: int = 2001, max_step_px: float = 0.25) -> tuple[dict, np.ndarray]:
     """Component counts of the pixel-centre mask and of a ``fine``× finer sampling; the certified joining
     paths between the centre mask's 8-components (see the module docstring).
 
     Returns ``(report, joined_mask)``: ``joined_mask`` is ``mask`` plus every pixel whose cell a joining
     path passes through (each such cell contains points of the foreground set, witnessed by the path
-    samples, which are ≤ 0.1 px apart), so it is 8-connected whenever all paths check out."""
+    samples; the sampling is refined until they are ≤ ``max_step_px`` apart), so it is 8-connected whenever
+    all paths check out."""
     H, W = mask.shape
     lab8, n8 = ndimage.label(mask, _EIGHT)
     out: dict = {"components_4conn": int(ndimage.label(mask)[1]), "components_8conn": int(n8)}
@@ -97,8 +101,7 @@ def connectivity_checks(model: ConnectedSegmenter, mask: np.ndarray, *, fine: in
             if k == main:
                 continue
             b = model.latent(xy[rep(k)][None])
-            u = (1.0 - t) * a + t * b
-            x = u if model.flow is None else model.flow.inverse(u)
+            x = _path(model, a, b, t, scale, max_step_px)
             sc = model.score(x)
             worst = max(worst, float(sc.max()))
             outside = max(outside, float((x - x.clamp(0.0, 1.0)).abs().max()))
@@ -107,12 +110,42 @@ def connectivity_checks(model: ConnectedSegmenter, mask: np.ndarray, *, fine: in
             cells[:, 0].clamp_(0, W - 1)
             cells[:, 1].clamp_(0, H - 1)
             joined[cells[:, 1].numpy(), cells[:, 0].numpy()] = True
-        ok = worst <= 0.0 and outside == 0.0 and step_px <= 0.5
+        ok = worst <= 0.0 and outside == 0.0 and step_px <= max(max_step_px, 0.5)
         paths.update({"max_score_on_paths": worst, "max_outside_image": outside, "max_step_px": step_px,
                       "all_joined": bool(ok), "pixels_added": int(joined.sum() - mask.sum())})
     out["joining_paths"] = paths
     out["components_8conn_joined_mask"] = int(ndimage.label(joined, _EIGHT)[1])
     return out, joined
+
+
+def _path(model: ConnectedSegmenter, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, scale: torch.Tensor,
+          max_step_px: float, max_samples: int = 2_000_000) -> torch.Tensor:
+    """Image-space samples of the path g⁻¹((1 - t) a + t b), with samples inserted where consecutive ones
+    are more than ``max_step_px`` pixels apart (until none is, or ``max_samples`` is reached)."""
+
+    def image_points(tt: torch.Tensor) -> torch.Tensor:
+        u = (1.0 - tt) * a + tt * b
+        return u if model.flow is None else predict_latent_inverse(model.flow, u)
+
+    t = t[:, 0]
+    x = image_points(t[:, None])
+    while len(t) < max_samples:
+        step = ((x[1:] - x[:-1]) * scale).norm(dim=1)
+        bad = torch.nonzero(step > max_step_px)[:, 0]
+        if len(bad) == 0:
+            break
+        m = torch.ceil(step[bad] / max_step_px).clamp(max=64).long()  # sub-intervals per bad segment
+        seg = torch.repeat_interleave(bad, m - 1)
+        frac = torch.cat([torch.arange(1, int(k)) for k in m]).to(torch.float64) / torch.repeat_interleave(m, m - 1)
+        t_new = t[seg] + frac * (t[seg + 1] - t[seg])
+        t, order = torch.sort(torch.cat([t, t_new]))
+        x = torch.cat([x, image_points(t_new[:, None])])[order]
+    return x
+
+
+def predict_latent_inverse(flow, u: torch.Tensor, chunk: int = 262144) -> torch.Tensor:
+    """g⁻¹(u) in chunks."""
+    return torch.cat([flow.inverse(u[i:i + chunk]) for i in range(0, len(u), chunk)])
 
 
 @torch.no_grad()
@@ -134,6 +167,8 @@ def model_checks(model: ConnectedSegmenter, H: int, W: int, *, seed: int = 0, pa
     out = {"convexity_pairs": 2 * pairs,
            "convexity_max_violation": float(torch.cat([viol, viol_px]).clamp_min(0.0).max()),
            "z_weights_min": float(min(lin.weight.min() for lin in f.z_layers))}
+    if f.quadratic:
+        out["ficnn_quadratic_weight"] = float(torch.nn.functional.softplus(f.rho))
     if model.flow is not None:
         z = model.flow(xy)
         back = model.flow.inverse(z)

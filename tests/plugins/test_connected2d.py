@@ -72,14 +72,15 @@ def test_flow_maps_square_onto_itself_and_round_trips(conditioner, size):
         assert torch.equal(ez[500:, 0], torch.ones(500, dtype=torch.float64))  # right edge stays put
 
 
-def test_ficnn_is_convex():
+@pytest.mark.parametrize("quadratic", [0.0, 1.0])
+def test_ficnn_is_convex(quadratic):
     torch.manual_seed(1)
-    f = FICNN(2, 32, 3).to(torch.float64)
+    f = FICNN(2, 32, 3, quadratic=quadratic).to(torch.float64)
     with torch.no_grad():
         for p in f.parameters():
             p.add_(torch.randn_like(p))
     f.project()
-    assert min(float(lin.weight.min()) for lin in f.z_layers) >= 0.0
+    assert min(float(lin.weight.detach().min()) for lin in f.z_layers) >= 0.0
     a, b = torch.randn(5000, 2, dtype=torch.float64) * 3, torch.randn(5000, 2, dtype=torch.float64) * 3
     with torch.no_grad():
         viol = f((a + b) / 2) - (f(a) + f(b)) / 2
