@@ -59,8 +59,9 @@ def main() -> None:
                 out = render_rays_dense(field, state, ro, rd, near=NEAR, far=FAR, n_samples=fs.samples)
             loss = ((out["rgb"] - target) ** 2).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if loss.requires_grad:
+                loss.backward()
+                opt.step()
         return run
 
     view = torch.arange(0, train.height * train.width)  # one full view for the render timing
