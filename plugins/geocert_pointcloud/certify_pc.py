@@ -224,24 +224,23 @@ def run_certify(cfg) -> dict:
     # ---- certify shape by shape (resumable)
     done = {r["name"]: r for r in read_jsonl(out / RESULTS)}
     palette = label_palette(NUM_PARTS)
-    bar = tqdm(shapes, desc="certify-pc", unit="shape", file=sys.stderr)
-    for shape in bar:
-        npz = out / "shapes" / f"{_safe(shape.name)}.npz"
-        if shape.name in done and npz.is_file():
-            continue
-        bar.set_postfix_str(shape.name)
-        res = certify_shape(model, shape, cfg, allowed_unknown)
-        _write_npz(npz, {k: v for k, v in res.items() if isinstance(v, np.ndarray)})
-        if cfg.save_ply:
-            write_ply(out / "ply" / f"{_safe(shape.name)}.ply", shape.points, palette[res["certified"]],
-                      labels=res["certified"])
-        rec = _shape_record(shape, res, cfg)
-        append_jsonl(out / RESULTS, rec)
-        done[shape.name] = rec
-        if rec.get("certified_accuracy") is not None:
-            bar.write(f"  {shape.name} ({shape.category}): certified acc {rec['certified_accuracy']:.3f}, "
-                      f"abstain {rec['abstain_rate']:.3f}, {res['sampling_s']:.1f}s sampling", file=sys.stderr)
-    bar.close()
+    with tqdm(shapes, desc="certify-pc", unit="shape", file=sys.stderr) as bar:  # closed before any error line
+        for shape in bar:
+            npz = out / "shapes" / f"{_safe(shape.name)}.npz"
+            if shape.name in done and npz.is_file():
+                continue
+            bar.set_postfix_str(shape.name)
+            res = certify_shape(model, shape, cfg, allowed_unknown)
+            _write_npz(npz, {k: v for k, v in res.items() if isinstance(v, np.ndarray)})
+            if cfg.save_ply:
+                write_ply(out / "ply" / f"{_safe(shape.name)}.ply", shape.points, palette[res["certified"]],
+                          labels=res["certified"])
+            rec = _shape_record(shape, res, cfg)
+            append_jsonl(out / RESULTS, rec)
+            done[shape.name] = rec
+            if rec.get("certified_accuracy") is not None:
+                bar.write(f"  {shape.name} ({shape.category}): certified acc {rec['certified_accuracy']:.3f}, "
+                          f"abstain {rec['abstain_rate']:.3f}, {res['sampling_s']:.1f}s sampling", file=sys.stderr)
 
     # ---- aggregate over every finished shape of this selection
     results = []

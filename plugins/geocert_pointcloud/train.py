@@ -207,8 +207,12 @@ def run_train(cfg) -> dict:
         raise InputError(f"{ds.split_file('test')}: no test shapes")
     train_items = [train_items[i] for i in evenly_spaced(cfg.max_train_shapes, len(train_items))]
     test_items = [test_items[i] for i in evenly_spaced(cfg.eval_shapes, len(test_items))]
-    load = lambda items, desc: [ds.load(it, num_points=cfg.num_points, seed=cfg.seed)  # noqa: E731
-                                for it in tqdm(items, desc=desc, unit="shape", leave=False, file=sys.stderr)]
+    def load(items, desc):
+        # the context manager clears the bar before an InputError propagates, so the CLI's one-line
+        # error starts its own line instead of trailing the half-drawn bar
+        with tqdm(items, desc=desc, unit="shape", leave=False, file=sys.stderr) as bar:
+            return [ds.load(it, num_points=cfg.num_points, seed=cfg.seed) for it in bar]
+
     train_shapes = load(train_items, "loading train")
     test_shapes = load(test_items, "loading test")
 

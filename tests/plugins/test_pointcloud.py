@@ -486,3 +486,24 @@ def test_normals_model_end_to_end(tiny_dataset, tmp_path, capsys):
     assert cli(["certify-pc", str(bare), *args[2:5], str(tmp_path / "none"), *args[6:]]) == 2
     assert "no normals" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_train_pc_bad_file_error_starts_its_own_line(tiny_dataset, tmp_path, capsys):
+    """A bad file met while the loading bar is drawn: the bar is cleared first, so the one error line
+    `geocert train-pc: error: <file>: ...` starts a line of its own, and nothing is written."""
+    import re
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    _, _, path = ShapeNetPart(data).items("train")[5]
+    rows = path.read_text().splitlines()
+    rows[3] = "nan 0 0 0 0 1 " + rows[3].split()[-1]
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert cli(["train-pc", str(data), "--output", str(out), "--epochs", "1", "--width", "8",
+                "--num-points", "128"]) == 2
+    pieces = [p for p in re.split(r"[\r\n]", capsys.readouterr().err) if "error" in p]
+    assert len(pieces) == 1 and pieces[0].startswith(f"geocert train-pc: error: {path}: non-finite"), pieces
+    assert not out.exists()
