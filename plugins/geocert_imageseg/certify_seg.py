@@ -120,6 +120,8 @@ def _validate_params(cfg) -> tuple[float, float, float, int, int, str, int]:
 
     sigma, tau, alpha = check_sigma(cfg.sigma), check_tau(cfg.tau), check_alpha(cfg.alpha)
     n0, n = check_samples(cfg.n0, cfg.n)
+    if n0 >= n:  # the core allows n0 == n; the plugin's contract (like certify-pc) wants few n0, many n
+        raise ParameterError(f"n0 must be < n (few selection samples, many estimation samples), got n0={n0}, n={n}")
     correction, k = check_correction(cfg.correction, cfg.k)
     check_positive_int(cfg.batch_size, "batch_size")
     check_positive_int(cfg.denoise_steps, "denoise_steps")
@@ -266,7 +268,7 @@ def _curve_points(sigma: float, correct: dict[float, int], total: int) -> list[t
 def run_certify_seg(cfg) -> None:
     from tqdm.auto import tqdm
 
-    from geocert.io import append_jsonl, read_jsonl, write_config, write_image, write_json
+    from geocert.io import append_jsonl, atomic_write, read_jsonl, write_config, write_image, write_json
     from geocert.stats import max_certifiable_tau
 
     torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("GEOCERT_THREADS", "2"))))
@@ -372,7 +374,8 @@ def run_certify_seg(cfg) -> None:
             append_jsonl(out / "results.jsonl", rec)
             done[name] = rec
         else:
-            np.save(out / "labels.npy", labels.numpy().astype(np.int16))
+            with atomic_write(out / "labels.npy", "wb") as fh:  # never a half-written labels.npy
+                np.save(fh, labels.numpy().astype(np.int16))
             panels = [_to_rgb(x.cpu())]
             if target is not None:
                 panels.append(_colour(target, num_classes))

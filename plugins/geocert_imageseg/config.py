@@ -41,7 +41,7 @@ class CertifySegConfig:
     sigma: float = 0.25
     """Noise level σ in [0, 1] pixel units."""
     n0: int = 10
-    """Selection samples (choose each pixel's top class)."""
+    """Selection samples (choose each pixel's top class); must be < n."""
     n: int = 100
     """Estimation samples (test each pixel's top class), drawn independently of the n0."""
     tau: float = 0.75

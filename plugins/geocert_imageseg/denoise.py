@@ -160,11 +160,20 @@ def load_diffusion_denoiser(folder: str | Path, steps: int = 1) -> DiffusionDeno
         import diffusers
     except ImportError:
         raise InputError(f"{folder}: loading a diffusion denoiser needs the 'diffusers' package") from None
+    # diffusers logs its own errors/warnings while it searches for weight files ("An error occurred while
+    # trying to fetch ...", "Defaulting to unsafe serialization"): silence them so a folder that does not
+    # load gives exactly the one error line below (which carries the exception's message)
+    from diffusers.utils import logging as dlog
+
+    verbosity = dlog.get_verbosity()
+    dlog.set_verbosity(dlog.CRITICAL)
     try:
         unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True, low_cpu_mem_usage=False)
     except Exception as exc:
         raise InputError(f"{folder}: cannot load a diffusers UNet2DModel ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]})") from None
+    finally:
+        dlog.set_verbosity(verbosity)
     try:
         cfg = json.loads(sched_path.read_text())
         sched = diffusers.DDPMScheduler.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})

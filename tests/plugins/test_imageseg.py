@@ -403,6 +403,7 @@ def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, c
         (["--mask", tmp_path / "wrong.png"], "unknown class label(s) 6"),
         (["--sigma", -1], "sigma must be > 0"),
         (["--n0", 50, "--n", 10], "n0 must be <= n"),
+        (["--n0", 10, "--n", 10], "n0 must be < n"),
         (["--n0", 2, "--n", 5, "--tau", 0.99], "can never be certified"),
         (["--denoiser", tmp_path], "not a diffusers model folder"),
         (["--model", tmp_path / "small.png"], "small.png"),
@@ -414,6 +415,40 @@ def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, c
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("geocert certify-seg: error:")]
         assert len(err) == 1 and msg in err[0], err
         assert not out.exists()
+
+
+def test_denoiser_folder_without_weights_gives_one_error_line(tiny_data, tiny_model, tmp_path, capfd):
+    """A diffusers folder whose UNet weights are missing: exactly one stderr line (diffusers' own warnings
+    while it looks for weight files are silenced), naming the folder; nothing written."""
+    folder = tmp_path / "noweights"
+    (folder / "scheduler").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel", "in_channels": 1}))
+    (folder / "scheduler" / "scheduler_config.json").write_text("{}")
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    out = tmp_path / "never"
+    capfd.readouterr()
+    assert _run("certify-seg", img, "--model", tiny_model, "--denoiser", folder, "--n0", 2, "--n", 20,
+                "--tau", 0.6, "--alpha", 0.1, "--output", out, "--no-progress") == 2
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith(f"geocert certify-seg: error: {folder}: cannot load"), err
+    assert not out.exists()
+
+
+def test_certify_seg_labels_npy_is_written_atomically(tiny_data, tiny_model, tmp_path, monkeypatch):
+    """A write that fails half-way (disk full) leaves no partial labels.npy and no temporary file."""
+    def half_written(f, arr, *a, **kw):
+        fh = open(f, "wb") if isinstance(f, (str, Path)) else f  # noqa: SIM115
+        fh.write(b"\x93NUMPY partial")
+        fh.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", half_written)
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        _run("certify-seg", img, "--model", tiny_model, "--n0", 2, "--n", 20, "--tau", 0.6, "--alpha", 0.1,
+             "--output", out, "--no-progress")
+    assert not (out / "labels.npy").exists() and not list(out.glob("*.tmp"))
 
 
 def test_torchscript_constant_model_certifies_everything(tiny_data, tmp_path):
