@@ -47,9 +47,10 @@ class SegPipeline:
     """
 
     def __init__(self, model: Callable, *, model_channels: int | None, num_classes: int, sigma: float,
-                 denoiser: Any | None = None):
+                 denoiser: Any | None = None, source: str | None = None):
         self.model, self.model_channels, self.num_classes = model, model_channels, num_classes
         self.sigma, self.denoiser = sigma, denoiser
+        self.source = source or "the segmentation model"
         self.forward_s = 0.0
         self.calls = 0
 
@@ -63,15 +64,26 @@ class SegPipeline:
         out = self.model(z)
         self.forward_s += time.perf_counter() - t0
         self.calls += 1
-        if out.dim() != 4:
-            return out.long()
+        if out.dim() != 4:  # a TorchScript model returning labels: they must be class indices 0..K-1
+            labels = out.long()
+            _check_label_range(labels, self.num_classes, self.source)
+            return labels
         # argmax over a channels-last copy: ~4x faster on CPU than a strided argmax over dim 1
         return out.permute(0, 2, 3, 1).contiguous().argmax(-1)
 
 
 def build_pipeline(model, meta: dict, *, sigma: float, denoiser=None) -> SegPipeline:
     return SegPipeline(model, model_channels=meta.get("in_channels"), num_classes=int(meta["num_classes"]),
-                       sigma=sigma, denoiser=denoiser)
+                       sigma=sigma, denoiser=denoiser, source=meta.get("path"))
+
+
+def _check_label_range(labels: torch.Tensor, num_classes: int, source: str) -> None:
+    """:class:`InputError` naming ``source`` when a label-returning model gives a label outside 0..K-1."""
+    if labels.numel():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or hi >= num_classes:
+            raise InputError(f"{source}: the model returned label(s) outside 0..{num_classes - 1} (min {lo}, "
+                             f"max {hi}); give the right --num-classes")
 
 
 def certify_image(f: SegPipeline, x: torch.Tensor, *, sigma: float, n0: int, n: int, tau: float, alpha: float,
@@ -174,6 +186,8 @@ def _load_model(cfg, image: torch.Tensor):
             meta["num_classes"] = int(out.shape[1])
         elif cfg.num_classes is None:
             raise ParameterError("the TorchScript model returns labels, not logits: give --num-classes")
+        else:
+            _check_label_range(out.long(), cfg.num_classes, str(path))
         meta["in_channels"] = int(image.shape[0])
     return model, meta
 

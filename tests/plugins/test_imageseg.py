@@ -471,6 +471,37 @@ def test_torchscript_constant_model_certifies_everything(tiny_data, tmp_path):
     assert m["num_classes"] == 4
 
 
+def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, capsys):
+    """A label-returning TorchScript model whose labels exceed --num-classes: one error line naming the model,
+    exit 2, nothing written (checked on the clean image before anything is written); a model that goes out of
+    range only under noise is stopped by the pipeline with the same kind of error."""
+    from geocert_imageseg.certify_seg import SegPipeline
+
+    class Labels(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], x.shape[-2], x.shape[-1]), 5, dtype=torch.long)
+
+    torch.jit.script(Labels()).save(str(tmp_path / "labels.pt"))
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    out = tmp_path / "never"
+    capsys.readouterr()
+    assert _run("certify-seg", img, "--model", tmp_path / "labels.pt", "--num-classes", 2, "--n", 20, "--n0", 2,
+                "--tau", 0.6, "--alpha", 0.1, "--output", out, "--no-progress") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geocert certify-seg: error: {tmp_path / 'labels.pt'}: the model "
+                                               "returned label(s) outside 0..1"), err
+    assert not out.exists()
+
+    class NoisyOnly(torch.nn.Module):
+        def forward(self, x):
+            return (x[:, 0] > 1.0).long() * 3  # in range on [0, 1] images, label 3 once noise exceeds 1
+
+    f = SegPipeline(NoisyOnly(), model_channels=1, num_classes=2, sigma=0.5, source="noisy.pt")
+    assert torch.equal(f(torch.full((1, 1, 4, 4), 0.5)), torch.zeros(1, 4, 4, dtype=torch.long))
+    with pytest.raises(InputError, match=r"noisy\.pt: the model returned label\(s\) outside 0\.\.1"):
+        f(torch.full((1, 1, 4, 4), 1.5))
+
+
 def test_train_commands_write_checkpoints(tiny_data, tmp_path):
     out = tmp_path / "seg"
     assert _run("train-seg", tiny_data, "--epochs", 1, "--width", 8, "--noise-sigma", 0, "--output", out,
