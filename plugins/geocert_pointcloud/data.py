@@ -157,20 +157,25 @@ def _read_ply(path: Path) -> np.ndarray:
         tok = line.split()
         if not tok:
             continue
-        if tok[0] == "format":
-            fmt = tok[1]
-        elif tok[0] == "element":
-            in_vertex = tok[1] == "vertex"
-            if in_vertex:
-                count = int(tok[2])
-            elif not props:
-                before = False  # another element before the vertices
-        elif tok[0] == "property" and in_vertex:
-            if tok[1] == "list":
-                raise InputError(f"{path}: list properties on vertices are not supported")
-            if tok[1] not in _PLY_TYPES:
-                raise InputError(f"{path}: unknown PLY property type {tok[1]!r}")
-            props.append((tok[2], _PLY_TYPES[tok[1]]))
+        try:
+            if tok[0] == "format":
+                fmt = tok[1]
+            elif tok[0] == "element":
+                in_vertex = tok[1] == "vertex"
+                if in_vertex:
+                    count = int(tok[2])
+                    if count < 0:
+                        raise ValueError
+                elif not props:
+                    before = False  # another element before the vertices
+            elif tok[0] == "property" and in_vertex:
+                if tok[1] == "list":
+                    raise InputError(f"{path}: list properties on vertices are not supported")
+                if tok[1] not in _PLY_TYPES:
+                    raise InputError(f"{path}: unknown PLY property type {tok[1]!r}")
+                props.append((tok[2], _PLY_TYPES[tok[1]]))
+        except (IndexError, ValueError):  # a missing token or a count that is not a number
+            raise InputError(f"{path}: malformed PLY header line {line.strip()!r}") from None
     names = [p[0] for p in props]
     if not {"x", "y", "z"} <= set(names):
         raise InputError(f"{path}: PLY vertices need x, y, z properties")

@@ -165,6 +165,18 @@ def test_bad_npy_ply_and_dataset_labels(tmp_path, tiny_dataset):
         ShapeNetPart(tmp_path)
 
 
+@pytest.mark.parametrize("header", [b"element vertex abc\nproperty float x\n", b"element vertex\n",
+                                    b"element vertex 3\nproperty float\n", b"element vertex -2\n"])
+def test_malformed_ply_header_is_an_input_error(tmp_path, header):
+    """A PLY header with a missing token or a non-numeric / negative vertex count is a one-line InputError
+    naming the file and the line (not a ValueError/IndexError traceback)."""
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"ply\nformat ascii 1.0\n" + header + b"end_header\n0 0 0\n")
+    with pytest.raises(InputError, match="malformed PLY header line") as info:
+        load_cloud_file(bad)
+    assert str(info.value).startswith(str(bad))
+
+
 # ---------------------------------------------------------------------------------------------- metrics, model
 
 
