@@ -96,7 +96,7 @@ class RadianceField(nn.Module):
             that anneals s starts at a larger one).
     """
 
-    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.05,
+    def __init__(self, *, bound: float, grid_res: int = 96, sigma: float = 1.0, sharpness: float = 0.025,
                  density: str = "rs-sdf", init_density: float = 0.3, hash_levels: int = 8,
                  hash_log2: int = 15, hash_max_res: int = 128, hidden: int = 64, view_dependent: bool = False,
                  init_sharpness: float | None = None, generator: torch.Generator | None = None):

@@ -30,15 +30,15 @@ class TrainNerfConfig:
     (Instant-NGP-style density, the paper's comparison)."""
     sigma: float = 1.0
     """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
-    sharpness: float = 0.05
+    sharpness: float = 0.025
     """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface and emptier
     empty space (the logistic tail of G is the density floor there)."""
-    sharpness_start: float = 4.0
+    sharpness_start: float = 8.0
     """Start training at this multiple of the sharpness s, annealed geometrically to s at half the run (1 = no
     annealing)."""
     grid_res: int = 96
     """Voxels per side of the occupancy grid over the scene box."""
-    steps: int = 3000
+    steps: int = 3500
     """Optimisation steps (one batch of random training rays each)."""
     rays: int = 2048
     """Rays per step."""

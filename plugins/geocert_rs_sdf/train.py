@@ -21,7 +21,7 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "render_image",
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-SHARPNESS_START = 4.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
+SHARPNESS_START = 8.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
 FOREGROUND_BELOW = 0.99  # a training pixel with a channel below this is not background (ray sampling)
 
 
@@ -32,7 +32,7 @@ class FieldSettings:
     bound: float = 1.0
     grid_res: int = 96
     sigma: float = 1.0
-    sharpness: float = 0.05
+    sharpness: float = 0.025
     density: str = "rs-sdf"
     hash_levels: int = 8
     hash_log2: int = 15
@@ -47,7 +47,7 @@ class FieldSettings:
 class FitSettings:
     """Optimisation settings."""
 
-    steps: int = 3000
+    steps: int = 3500
     rays: int = 2048
     lr: float = 1e-2
     grid_lr: float = 0.1
