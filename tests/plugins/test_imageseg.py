@@ -502,6 +502,25 @@ def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, 
         f(torch.full((1, 1, 4, 4), 1.5))
 
 
+def test_dataset_mode_error_line_starts_after_the_bar(tiny_data, tmp_path, capsys):
+    """Dataset mode through the CLI, a label model that leaves 0..K-1 only under noise (passes the clean
+    probe): exit 2 and one `geocert certify-seg: error:` line naming the model, at the start of a line
+    (after the dataset bar), not a traceback."""
+    import re
+
+    class NoisyOnly(torch.nn.Module):
+        def forward(self, x):
+            return (x[:, 0] > 1.0).long() * 7
+
+    torch.jit.script(NoisyOnly()).save(str(tmp_path / "noisy.pt"))
+    capsys.readouterr()
+    assert _run("certify-seg", tiny_data, "--model", tmp_path / "noisy.pt", "--num-classes", 4, "--n", 20,
+                "--n0", 2, "--tau", 0.6, "--alpha", 0.1, "--output", tmp_path / "out") == 2
+    pieces = [p for p in re.split(r"[\r\n]", capsys.readouterr().err) if "error" in p]
+    assert len(pieces) == 1 and pieces[0].startswith(f"geocert certify-seg: error: {tmp_path / 'noisy.pt'}: "
+                                                     "the model returned label(s) outside 0..3"), pieces
+
+
 def test_train_commands_write_checkpoints(tiny_data, tmp_path):
     out = tmp_path / "seg"
     assert _run("train-seg", tiny_data, "--epochs", 1, "--width", 8, "--noise-sigma", 0, "--output", out,
