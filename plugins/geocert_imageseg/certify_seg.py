@@ -348,10 +348,17 @@ def run_certify_seg(cfg) -> None:
             recs = []
         done = {r["name"]: r for r in recs}
 
-    write_config(out, cfg, plugin=PLUGIN_NAME, plugin_version=PLUGIN_VERSION, seed=cfg.seed,
-                 model=meta.get("path"), model_kind=meta.get("kind"), model_train_sigma=meta.get("train_sigma"),
-                 denoiser=den_info, pixel_units="[0, 1]", radius=float(sigma * _ndtri(tau)),
-                 tau_grid=list(taus), run_key=key)
+    def config() -> None:
+        write_config(out, cfg, plugin=PLUGIN_NAME, plugin_version=PLUGIN_VERSION, seed=cfg.seed,
+                     model=meta.get("path"), model_kind=meta.get("kind"), model_train_sigma=meta.get("train_sigma"),
+                     denoiser=den_info, pixel_units="[0, 1]", radius=float(sigma * _ndtri(tau)),
+                     tau_grid=list(taus), run_key=key)
+
+    # dataset mode: config.json first (it identifies the results a resumed run appends to); one image: every
+    # output after its certification, so a failure while sampling (e.g. a model error under noise) leaves
+    # no output folder behind
+    if dataset_mode:
+        config()
 
     model = model.to(device)
     if denoiser is not None:
@@ -408,6 +415,7 @@ def run_certify_seg(cfg) -> None:
                 _plot_curve(out / "certified_accuracy_vs_radius.png", {f"σ={sigma:g}": pts},
                             f"{ip.name}  n={n}, α={alpha}, {correction}")
             write_json(out / "metrics.json", summary)
+            config()
             _print_summary(summary, out)
     bar.close()
 

@@ -496,6 +496,12 @@ def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, 
         def forward(self, x):
             return (x[:, 0] > 1.0).long() * 3  # in range on [0, 1] images, label 3 once noise exceeds 1
 
+    torch.jit.script(NoisyOnly()).save(str(tmp_path / "noisy.pt"))  # single image: fails while sampling
+    assert _run("certify-seg", img, "--model", tmp_path / "noisy.pt", "--num-classes", 2, "--n", 20, "--n0", 2,
+                "--tau", 0.6, "--alpha", 0.1, "--output", out, "--no-progress") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "noisy.pt: the model returned label(s) outside 0..1" in err[0], err
+    assert not out.exists()  # nothing written: config.json comes after the certification in single-image mode
     f = SegPipeline(NoisyOnly(), model_channels=1, num_classes=2, sigma=0.5, source="noisy.pt")
     assert torch.equal(f(torch.full((1, 1, 4, 4), 0.5)), torch.zeros(1, 4, 4, dtype=torch.long))
     with pytest.raises(InputError, match=r"noisy\.pt: the model returned label\(s\) outside 0\.\.1"):
