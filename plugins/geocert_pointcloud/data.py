@@ -273,7 +273,11 @@ class ShapeNetPart:
         if not index.is_file():
             raise InputError(f"{self.root}: not a ShapeNet-part folder (no synsetoffset2category.txt)")
         self.synset_to_category: dict[str, str] = {}
-        for i, line in enumerate(index.read_text(encoding="utf-8").splitlines()):
+        try:
+            index_lines = index.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{index}: not a text file") from None
+        for i, line in enumerate(index_lines):
             tok = line.split()
             if not tok:
                 continue
@@ -300,8 +304,8 @@ class ShapeNetPart:
             raise InputError(f"{f}: split file not found")
         try:
             entries = json.loads(f.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{f}: malformed JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{f}: malformed JSON ({type(exc).__name__})") from None
         if not isinstance(entries, list):
             raise InputError(f"{f}: expected a JSON list of 'shape_data/<synset>/<id>' strings")
         out = []

@@ -177,6 +177,22 @@ def test_malformed_ply_header_is_an_input_error(tmp_path, header):
     assert str(info.value).startswith(str(bad))
 
 
+def test_binary_index_and_split_files_are_input_errors(tmp_path, tiny_dataset):
+    """Binary garbage in synsetoffset2category.txt or a split file: InputError naming the file."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    split = ShapeNetPart(data).split_file("test")
+    split.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="malformed JSON") as info:
+        ShapeNetPart(data).items("test")
+    assert str(info.value).startswith(str(split))
+    (data / "synsetoffset2category.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="not a text file"):
+        ShapeNetPart(data)
+
+
 # ---------------------------------------------------------------------------------------------- metrics, model
 
 
