@@ -81,25 +81,27 @@ def sample_counts(
 
         bar = tqdm(total=n, desc=progress if isinstance(progress, str) else "sampling", unit="sample", leave=False)
     done = 0
-    with torch.inference_mode():
-        while done < n:
-            b = min(batch_size, n - done)
-            batch = x.unsqueeze(0) + _noise((b, *x.shape), x, sigma, generator)
-            labels = _check_labels(f(batch), b, num_classes)
-            if comp_shape is None:
-                comp_shape = tuple(labels.shape[1:])
-                m = math.prod(comp_shape)
-                counts = torch.zeros(m * num_classes, dtype=torch.int64, device=labels.device)
-                offsets = torch.arange(m, device=labels.device, dtype=torch.int64) * num_classes
-            elif tuple(labels.shape[1:]) != comp_shape:
-                raise ValueError(f"base model changed its output shape from {comp_shape} to {tuple(labels.shape[1:])}")
-            idx = (labels.reshape(b, -1).to(torch.int64) + offsets).reshape(-1)
-            counts += torch.bincount(idx, minlength=counts.numel())
-            done += b
-            if bar is not None:
-                bar.update(b)
-    if bar is not None:
-        bar.close()
+    try:
+        with torch.inference_mode():
+            while done < n:
+                b = min(batch_size, n - done)
+                batch = x.unsqueeze(0) + _noise((b, *x.shape), x, sigma, generator)
+                labels = _check_labels(f(batch), b, num_classes)
+                if comp_shape is None:
+                    comp_shape = tuple(labels.shape[1:])
+                    m = math.prod(comp_shape)
+                    counts = torch.zeros(m * num_classes, dtype=torch.int64, device=labels.device)
+                    offsets = torch.arange(m, device=labels.device, dtype=torch.int64) * num_classes
+                elif tuple(labels.shape[1:]) != comp_shape:
+                    raise ValueError(f"base model changed its output shape from {comp_shape} to {tuple(labels.shape[1:])}")
+                idx = (labels.reshape(b, -1).to(torch.int64) + offsets).reshape(-1)
+                counts += torch.bincount(idx, minlength=counts.numel())
+                done += b
+                if bar is not None:
+                    bar.update(b)
+    finally:  # also on error, so that an error message starts on its own line
+        if bar is not None:
+            bar.close()
     if counts is None:  # n == 0: ask the model once for its output shape
         with torch.inference_mode():
             comp_shape = tuple(_check_labels(f(x.unsqueeze(0)), 1, num_classes).shape[1:])

@@ -10,6 +10,7 @@ from geocert.smoothing import (
     gaussian_blur,
     gaussian_blur_reference,
     gaussian_taps,
+    sample_counts,
     sdf_from_probability,
     smooth_occupancy,
 )
@@ -124,3 +125,15 @@ def test_matrix_path_matches_shift_path(mode, value):
         fast = smoothing._blur_axis(g, dim, taps, mode, value)
         slow = _blur_axis_shifts(g, dim, taps, mode, value)
         torch.testing.assert_close(fast, slow)
+
+
+def test_sample_counts_closes_its_progress_bar_when_the_model_fails():
+    from tqdm.auto import tqdm
+
+    def failing(batch):
+        raise RuntimeError("model broke")
+
+    before = len(getattr(tqdm, "_instances", ()))
+    with pytest.raises(RuntimeError, match="model broke"):
+        sample_counts(failing, torch.zeros(3), sigma=1.0, n=10, num_classes=2, progress=True)
+    assert len(getattr(tqdm, "_instances", ())) == before
