@@ -127,13 +127,26 @@ def test_matrix_path_matches_shift_path(mode, value):
         torch.testing.assert_close(fast, slow)
 
 
-def test_sample_counts_closes_its_progress_bar_when_the_model_fails():
-    from tqdm.auto import tqdm
+def test_sample_counts_closes_its_progress_bar_when_the_model_fails(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.closed = False
+            bars.append(self)
+
+        def update(self, k):
+            pass
+
+        def close(self):
+            self.closed = True
 
     def failing(batch):
         raise RuntimeError("model broke")
 
-    before = len(getattr(tqdm, "_instances", ()))
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     with pytest.raises(RuntimeError, match="model broke"):
         sample_counts(failing, torch.zeros(3), sigma=1.0, n=10, num_classes=2, progress=True)
-    assert len(getattr(tqdm, "_instances", ())) == before
+    assert len(bars) == 1 and bars[0].closed
