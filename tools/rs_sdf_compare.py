@@ -1,7 +1,7 @@
 """RS-SDF density vs plain (Instant-NGP-style) density, same field, same steps: test PSNR/SSIM and the
 Chamfer distance of each variant's zero-level mesh to the scene's ground-truth mesh.
 
-    python tools/rs_sdf_compare.py [--steps 3500] [--output outputs/rs_sdf_compare] [--threads 2]
+    python tools/rs_sdf_compare.py [--steps 4000] [--output outputs/rs_sdf_compare] [--threads 2]
 
 Trains both variants on the bundled default scene (or --data) with `geocert train-nerf`'s code, extracts each
 mesh by marching cubes (RS-SDF: its SDF's zero level; plain: the level where its density equals the RS-SDF
@@ -19,7 +19,7 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None)
-    ap.add_argument("--steps", type=int, default=3500)
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--output", type=Path, default=Path("outputs/rs_sdf_compare"))
     ap.add_argument("--points", type=int, default=30000)
     ap.add_argument("--mesh-res", type=int, default=160)

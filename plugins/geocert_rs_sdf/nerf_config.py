@@ -38,7 +38,7 @@ class TrainNerfConfig:
     annealing)."""
     grid_res: int = 96
     """Voxels per side of the occupancy grid over the scene box."""
-    steps: int = 3500
+    steps: int = 4000
     """Optimisation steps (one batch of random training rays each)."""
     rays: int = 2048
     """Rays per step."""

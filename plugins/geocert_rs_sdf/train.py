@@ -47,7 +47,7 @@ class FieldSettings:
 class FitSettings:
     """Optimisation settings."""
 
-    steps: int = 3500
+    steps: int = 4000
     rays: int = 2048
     lr: float = 1e-2
     grid_lr: float = 0.1
