@@ -12,6 +12,7 @@ import enum
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ from geocert.errors import InputError
 
 __all__ = [
     "atomic_write",
+    "atomic_directory",
     "to_plain",
     "write_json",
     "read_json",
@@ -61,6 +63,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Assemble a folder in a temporary sibling of ``path`` (yielded); on success rename it to ``path``, on
+    error delete it, so that ``path`` is never seen half-written.
+
+    ``replace=True`` removes an existing ``path`` first. ``replace=False`` leaves an existing ``path`` alone:
+    the rename then raises ``OSError`` (for caches: another process finished first) and ours is deleted.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; outputs get the usual permissions
+        yield tmp
+        if replace and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def to_plain(obj: Any) -> Any:

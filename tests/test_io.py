@@ -95,3 +95,32 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~mask
+
+
+def test_atomic_directory_publishes_whole_folders_only(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    from geocert.io import atomic_directory
+
+    target = tmp_path / "data"
+    with atomic_directory(target) as tmp:
+        assert not target.exists() and tmp.parent == tmp_path
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o777 & ~mask
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:  # failure: the old folder stays
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and not (target / "b.txt").exists()
+    with atomic_directory(target) as tmp:  # replace=True: the new folder replaces the old one
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    with pytest.raises(OSError), atomic_directory(target, replace=False) as tmp:  # another process finished
+        (tmp / "c.txt").write_text("3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from geocert.io import atomic_directory
 
 __all__ = ["TASKS", "DEFAULT_TASK", "make_task", "default_task_dir", "cache_root", "draw_scribbles"]
 
@@ -173,16 +173,10 @@ def default_task_dir(name: str = DEFAULT_TASK, seed: int = 0) -> Path:
     target = cache_root() / f"{name}-s{seed}-v{_VERSION}"
     if (target / "task.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        make_task(name, tmp, seed=seed)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "task.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(target, replace=False) as tmp:
+            make_task(name, tmp, seed=seed)
+    except OSError:  # another process finished first
+        if not (target / "task.json").is_file():
+            raise
     return target

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from geocert.errors import InputError, ParameterError
+from geocert.io import atomic_directory
 from geocert.validate import check_positive_int
 from geocert_imageseg.config import PLUGIN_NAME, PLUGIN_VERSION
 
@@ -105,18 +104,10 @@ def run_train_denoiser(cfg) -> None:
         save_checkpoint(out / "denoiser.pt", model, meta)
         target = out / "denoiser.pt"
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".ddpm.", dir=out))
-        try:
+        with atomic_directory(out / "ddpm") as tmp:
             _, meta = train_ddpm(root, tmp, sigma_min=smin, sigma_max=smax, epochs=cfg.epochs,
                                  batch_size=cfg.batch_size, lr=cfg.lr, width=cfg.width, seed=cfg.seed,
                                  progress=cfg.progress, device=device)
-            if (out / "ddpm").exists():
-                shutil.rmtree(out / "ddpm")
-            os.replace(tmp, out / "ddpm")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         target = out / "ddpm"
     write_config(out, cfg, plugin=PLUGIN_NAME, plugin_version=PLUGIN_VERSION, seed=cfg.seed)
     write_json(out / "metrics.json", {"train_s": meta["train_s"], "loss_history": meta["loss_history"],

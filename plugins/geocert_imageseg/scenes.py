@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from geocert.io import atomic_directory
 
 __all__ = ["CLASS_NAMES", "make_xray", "make_skin", "make_coins", "make_dataset", "default_dataset", "cache_dir"]
 
@@ -160,9 +160,7 @@ def make_dataset(out: str | os.PathLike, *, kind: str = "xray", num_train: int =
     if kind not in _MAKERS:
         raise ValueError(f"kind must be one of {', '.join(_MAKERS)}, got {kind!r}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         rng = np.random.default_rng(seed)
         for split, count in (("train", num_train), ("test", num_test)):
             (tmp / split / "images").mkdir(parents=True)
@@ -175,12 +173,6 @@ def make_dataset(out: str | os.PathLike, *, kind: str = "xray", num_train: int =
         names = CLASS_NAMES[kind]
         (tmp / "classes.json").write_text(json.dumps({"kind": kind, "names": names, "num_classes": len(names),
                                                       "size": size, "seed": seed}, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from geocert.io import atomic_directory
 from geocert_pointcloud.data import CATEGORY_PARTS, CATEGORY_SYNSETS
 
 __all__ = ["PROCEDURAL_CATEGORIES", "make_dataset", "make_shape", "default_dataset", "cache_root"]
@@ -369,16 +368,10 @@ def default_dataset(**kwargs) -> Path:
     target = cache_root() / "pointcloud" / f"procedural_v{_DATASET_VERSION}_s{seed}_n{spc}"
     if (target / "synsetoffset2category.txt").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp_procedural_", dir=target.parent))
     try:
-        make_dataset(tmp, **kwargs)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "synsetoffset2category.txt").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(target, replace=False) as tmp:
+            make_dataset(tmp, **kwargs)
+    except OSError:  # another process finished first
+        if not (target / "synsetoffset2category.txt").is_file():
+            raise
     return target

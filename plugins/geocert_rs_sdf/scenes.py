@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -221,13 +219,11 @@ def make_scene(out: str | os.PathLike, spec: SceneSpec | None = None, progress: 
     import open3d as o3d
     from tqdm import tqdm
 
-    from geocert.io import write_image, write_ply
+    from geocert.io import atomic_directory, write_image, write_ply
 
     spec = spec or SceneSpec()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         verts, faces = ground_truth_mesh(spec.mesh_res)
         write_ply(tmp / "mesh_gt.ply", verts, faces=faces)
         scene = o3d.t.geometry.RaycastingScene()
@@ -248,12 +244,6 @@ def make_scene(out: str | os.PathLike, spec: SceneSpec | None = None, progress: 
                     "geocert_bound": 1.0, "geocert_mesh": "mesh_gt.ply"}
             (tmp / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1))
         bar.close()
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
