@@ -24,6 +24,7 @@ from geocert.errors import InputError
 __all__ = [
     "atomic_write",
     "atomic_directory",
+    "read_checkpoint",
     "to_plain",
     "write_json",
     "read_json",
@@ -85,6 +86,22 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = True) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_checkpoint(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """Load a torch checkpoint on the CPU with ``weights_only=True`` (no code runs from the file).
+
+    Raises :class:`InputError` naming the file when it is missing (``hint`` is appended, e.g. how to make one)
+    or unreadable. The caller checks the loaded object's format."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found{hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def to_plain(obj: Any) -> Any:

@@ -124,3 +124,19 @@ def test_atomic_directory_publishes_whole_folders_only(tmp_path):
         (tmp / "c.txt").write_text("3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+
+
+def test_read_checkpoint_names_the_file_for_missing_and_unreadable_files(tmp_path):
+    import pytest
+    import torch
+
+    from geocert.io import read_checkpoint
+
+    with pytest.raises(InputError, match=r"none\.pt: checkpoint not found \(train one\)"):
+        read_checkpoint(tmp_path / "none.pt", hint=" (train one)")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"bad\.pt: not a readable checkpoint"):
+        read_checkpoint(tmp_path / "bad.pt")
+    torch.save({"format": 1, "w": torch.ones(2)}, tmp_path / "ok.pt")
+    data = read_checkpoint(tmp_path / "ok.pt")
+    assert data["format"] == 1 and torch.equal(data["w"], torch.ones(2))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocert.errors import InputError
+from geocert.io import read_checkpoint
 
 __all__ = ["UNet", "SegModel", "save_checkpoint", "load_checkpoint", "load_segmenter", "SEG_KIND", "DENOISER_KIND"]
 
@@ -91,12 +92,7 @@ def load_checkpoint(path: str | Path, expect_kind: str) -> tuple[nn.Module, dict
     from geocert_imageseg.denoise import UNetDenoiser
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
         raise InputError(f"{path}: not a geocert imageseg checkpoint (no meta/state_dict)")
     meta = ckpt["meta"]

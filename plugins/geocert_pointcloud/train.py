@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from geocert.errors import InputError, ParameterError
+from geocert.io import read_checkpoint
 from geocert_pointcloud.data import (
     CATEGORIES,
     CATEGORY_PARTS,
@@ -154,12 +155,7 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
 def load_checkpoint(path: Path) -> tuple[PointNetPartSeg, dict]:
     """Model (eval mode) and checkpoint dict; :class:`InputError` naming the file when missing/invalid."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found (train one with `geocert train-pc`)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    ckpt = read_checkpoint(path, hint=" (train one with `geocert train-pc`)")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a geocert train-pc checkpoint")
     try:

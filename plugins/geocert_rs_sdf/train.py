@@ -218,14 +218,10 @@ def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, s
 def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, FitSettings, dict]:
     """Read a checkpoint written by :func:`save_checkpoint`; raises InputError naming the file if invalid."""
     from geocert.errors import InputError
+    from geocert.io import read_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    data = read_checkpoint(path)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a geocert rs-sdf NeRF checkpoint (written by `geocert train-nerf`)")
     try:
