@@ -16,6 +16,7 @@ from geocert.errors import InputError, ParameterError
 from geocert.io import append_jsonl, write_config, write_image, write_json, write_ply
 from geocert.validate import check_positive_int, check_sigma
 from geocert_rs_sdf.data import Split, load_split
+from geocert_rs_sdf.mesh_io import load_mesh
 from geocert_rs_sdf.nerf_config import PLUGIN_NAME, PLUGIN_VERSION, RenderConfig, TrainNerfConfig
 from geocert_rs_sdf.train import (
     FieldSettings,
@@ -214,23 +215,12 @@ def chamfer(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
             "accuracy": float(d_ab.mean()), "completeness": float(d_ba.mean())}
 
 
-def read_ply_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and triangles of a PLY mesh (via open3d); InputError naming the file when unreadable."""
-    import open3d as o3d
-
-    mesh = o3d.io.read_triangle_mesh(str(path))
-    v, f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
-    if len(v) == 0 or len(f) == 0:
-        raise InputError(f"{path}: no triangles in the mesh")
-    return v, f
-
-
 def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Marching cubes of the learned SDF's zero level on a ``res³`` grid over the box (None when the SDF has
-    no zero crossing)."""
-    from skimage.measure import marching_cubes
-
+    no zero crossing); outward-facing, like ``geocert sdf``'s mesh."""
     from geocert_rs_sdf.field import sample_grid
+    from geocert_rs_sdf.sdf import zero_level_mesh
+    from geocert_rs_sdf.voxelize import Grid
 
     b = field.bound
     lin = torch.linspace(-b, b, res)
@@ -238,10 +228,11 @@ def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
     sdf = field.sdf_grid()
     vals = torch.cat([sample_grid(sdf, pts[i:i + 262144], b) for i in range(0, len(pts), 262144)])
     vol = vals.reshape(res, res, res).numpy()
-    if not (vol.min() < 0 < vol.max()):
+    mesh = zero_level_mesh(vol, Grid((res,) * 3, (-b,) * 3, float(lin[1] - lin[0])))
+    if mesh is None:
         return None
-    verts, faces, _, _ = marching_cubes(vol, level=0.0, spacing=(float(lin[1] - lin[0]),) * 3)
-    return (verts - b).astype(np.float32), faces.astype(np.int32)
+    verts, faces = mesh
+    return verts.astype(np.float32), faces.astype(np.int32)
 
 
 def _colorize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -275,9 +266,9 @@ def export_geometry(field, out: Path, depth: torch.Tensor, *, mesh_res: int, gt_
     result["mesh"] = {"file": "mesh.ply", "vertices": len(verts), "faces": len(faces), "resolution": mesh_res}
     if gt_mesh is not None:
         rng = np.random.default_rng(seed)
-        gv, gf = read_ply_mesh(gt_mesh)
+        gt = load_mesh(gt_mesh)
         a = sample_surface(verts.astype(np.float64), faces, n_points, rng)
-        b = sample_surface(gv, gf, n_points, rng)
+        b = sample_surface(gt.vertices, gt.faces, n_points, rng)
         cd = chamfer(a, b)
         result["chamfer"] = {**cd, "points_per_mesh": n_points, "gt_mesh": str(gt_mesh),
                              "scale": "scene units (the scene box is [-bound, bound]^3, "

@@ -37,7 +37,7 @@ __all__ = [
 CAMERA_RADIUS = 4.0
 CAMERA_ANGLE_X = 0.6911112070083618  # the Blender scenes' field of view
 LIGHT_DIR = np.array([0.4, -0.5, 0.77]) / np.linalg.norm([0.4, -0.5, 0.77])
-SCENE_VERSION = 1
+SCENE_VERSION = 2  # 2: mesh_gt.ply wound outward
 
 
 class SceneSpec:
@@ -141,15 +141,16 @@ def object_color(points: np.ndarray) -> np.ndarray:
 
 
 def ground_truth_mesh(res: int = 160, bound: float = 1.0):
-    """Marching-cubes mesh ``(vertices [V, 3], faces [F, 3])`` of :func:`object_sdf` on a ``res³`` grid."""
-    from skimage.measure import marching_cubes
+    """Marching-cubes mesh ``(vertices [V, 3], faces [F, 3])`` of :func:`object_sdf` on a ``res³`` grid,
+    outward-facing."""
+    from geocert_rs_sdf.sdf import zero_level_mesh
+    from geocert_rs_sdf.voxelize import Grid
 
     lin = np.linspace(-bound, bound, res)
-    grid = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), axis=-1)
-    sdf = object_sdf(grid).astype(np.float32)
-    verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(lin[1] - lin[0],) * 3)
-    verts = verts - bound
-    return verts.astype(np.float32), faces[:, ::-1].astype(np.int32)  # outward winding
+    points = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), axis=-1)
+    inside_positive = -object_sdf(points)  # zero_level_mesh takes the RS-SDF sign convention
+    verts, faces = zero_level_mesh(inside_positive, Grid((res,) * 3, (-bound,) * 3, float(lin[1] - lin[0])))
+    return verts.astype(np.float32), faces.astype(np.int32)
 
 
 # --------------------------------------------------------------------------------------------- cameras

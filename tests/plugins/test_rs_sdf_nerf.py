@@ -125,6 +125,28 @@ def test_rs_sdf_density_mapping():
     assert float(sdf_grid[1, 4, 4]) < 0 < float(sdf_grid[2, 4, 4])
 
 
+def test_ground_truth_mesh_winds_outward():
+    import trimesh
+    from geocert_rs_sdf.scenes import ground_truth_mesh
+
+    verts, faces = ground_truth_mesh(48)
+    assert trimesh.Trimesh(verts, faces, process=False).volume > 0
+
+
+def test_extracted_mesh_winds_outward_around_the_occupied_cube():
+    import trimesh
+    from geocert_rs_sdf.nerf_run import extract_mesh
+
+    field = RadianceField(bound=1.0, grid_res=8, sigma=1.0, hash_levels=2, hash_log2=8, hash_max_res=8, hidden=8)
+    with torch.no_grad():
+        field.logits.fill_(-8.0)
+        field.logits[2:6, 2:6, 2:6] = 8.0  # a cube of side 0.5 around the centre (voxel 0.25)
+    verts, faces = extract_mesh(field, 33)
+    m = trimesh.Trimesh(verts, faces, process=False)
+    assert m.volume > 0  # outward winding gives a positive signed volume
+    assert np.abs(verts).max() < 0.5  # the zero level stays near the cube (faces at ±0.25 + blur)
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 
 
