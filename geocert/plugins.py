@@ -28,6 +28,8 @@ __all__ = ["Plugin", "PluginError", "discover", "ENTRY_POINT_GROUP", "ENV_VAR", 
 
 ENTRY_POINT_GROUP = "geocert.plugins"
 ENV_VAR = "GEOCERT_PLUGINS"
+BUILTIN_COMMANDS = ("plugins", "report")
+"""Commands of geocert itself, which no plugin may take."""
 _KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -53,6 +55,10 @@ class Plugin:
     """Optional: command → CLI arguments of a tiny run (seconds) on a bundled scene. ``{out}`` is replaced
     by a fresh output folder. geocert's test suite runs every discovered plugin's smoke commands and checks
     that each writes ``config.json`` and ``metrics.json`` there."""
+    report: str | None = None
+    """Optional: ``"module:function"`` of the report hook, imported only when a report is built (so this
+    module stays light). ``function(run: geocert.report.Run) -> list[geocert.report.Section]`` returns the
+    plugin's sections of ``report.html`` (see docs/report.md)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _KEBAB.match(self.name):
@@ -64,6 +70,9 @@ class Plugin:
                 raise PluginError(f"plugin {self.name!r}: command {cmd!r} must map to a dataclass type")
             if not callable(getattr(cfg, "main", None)):
                 raise PluginError(f"plugin {self.name!r}: config {cfg.__name__} of {cmd!r} has no main() method")
+        if self.report is not None and (not isinstance(self.report, str)
+                                        or not re.match(r"^[\w.]+:[\w.]+$", self.report)):
+            raise PluginError(f"plugin {self.name!r}: report must be 'module:function', got {self.report!r}")
         for cmd in self.smoke:
             if cmd not in self.commands:
                 raise PluginError(f"plugin {self.name!r}: smoke run names unknown command {cmd!r}")
@@ -151,7 +160,7 @@ def discover(strict: bool = False, sources: Iterable[Any] | None = None) -> dict
         if obj.name in found:
             reject(f"duplicate plugin name {obj.name!r}")
             continue
-        clash = [c for c in obj.commands if c in owners or c == "plugins"]
+        clash = [c for c in obj.commands if c in owners or c in BUILTIN_COMMANDS]
         if clash:
             other = owners.get(clash[0], "geocert")
             reject(f"plugin {obj.name!r}: command {clash[0]!r} is already provided by {other!r}")
