@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 API_VERSION = 1
 
-_SUBMODULES = ("smoothing", "stats", "certify", "metrics", "plugins", "cli", "io", "errors", "validate")
+_SUBMODULES = ("smoothing", "stats", "certify", "metrics", "plugins", "cli", "io", "errors", "validate", "pipeline")
 
 __all__ = ["__version__", "API_VERSION", "GeocertError", *_SUBMODULES]
 

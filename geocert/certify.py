@@ -35,9 +35,23 @@ from geocert.validate import (
     check_tau,
 )
 
-__all__ = ["ABSTAIN", "Certificate", "certify", "certify_from_counts", "predict", "check_tau_reachable"]
+__all__ = [
+    "ABSTAIN",
+    "Certificate",
+    "certify",
+    "certify_from_counts",
+    "certify_curve",
+    "certified_radius",
+    "predict",
+    "check_tau_reachable",
+]
 
 ABSTAIN = -1
+
+
+def certified_radius(sigma: float, tau: float) -> float:
+    """R = σ·Φ⁻¹(τ): the ℓ2 radius within which every label certified at threshold τ holds."""
+    return float(sigma * torch.special.ndtri(torch.tensor(float(tau), dtype=torch.float64)))
 
 
 @dataclasses.dataclass
@@ -140,7 +154,7 @@ def certify_from_counts(
     return Certificate(
         labels=labels,
         abstain=~reject_t,
-        radius=float(sigma * torch.special.ndtri(torch.tensor(tau, dtype=torch.float64))),
+        radius=certified_radius(sigma, tau),
         pvalues=torch.from_numpy(np.asarray(pvals, dtype=np.float64)).to(dev),
         lower_bounds=torch.from_numpy(np.asarray(lower, dtype=np.float64)).to(dev),
         counts=k_top,
@@ -221,3 +235,56 @@ def predict(f, x, *, num_classes: int, sigma: float, n: int, alpha: float, batch
     pv = np.minimum(1.0, 2.0 * stats.binomial_pvalues(na, na + nb, 0.5))
     ok = torch.from_numpy(pv <= alpha).to(counts.device)
     return torch.where(ok, top2.indices[..., 0], torch.full_like(top2.indices[..., 0], ABSTAIN))
+
+
+def certify_curve(
+    top_counts,
+    top_classes,
+    target,
+    *,
+    n: int,
+    sigma: float,
+    alpha: float,
+    taus=(0.75,),
+    corrections=("holm",),
+    ks=(1,),
+) -> list[dict]:
+    """Certified accuracy at several thresholds τ, corrections and k from the *same* counts (statistics only).
+
+    Args:
+        top_counts: per item, ``[m_i]`` counts of the selected class among the n estimation samples.
+        top_classes: per item, ``[m_i]`` the selected class (from the independent n0 samples).
+        target: per item, ``[m_i]`` ground-truth labels; components with a negative target are left out of
+            the accuracy (but still counted in each item's multiple-testing family).
+        n: estimation samples per component. sigma: noise level (for the radius σ·Φ⁻¹(τ)).
+        alpha: FWER level per item. taus / corrections / ks: the grid to evaluate.
+
+    Returns:
+        one dict per reachable (τ, correction, k): ``tau``, ``correction``, ``k``, ``radius``,
+        ``certified_accuracy`` (correct and certified / labelled components) and ``certified_fraction``
+        (certified / labelled components). Each point holds at level α on its own, not simultaneously
+        across the grid. Combinations that n samples can never certify are left out.
+    """
+    tops = [np.asarray(c) for c in top_counts]
+    classes = [np.asarray(c) for c in top_classes]
+    targets = [np.asarray(t) for t in target]
+    labelled = int(sum(int((t >= 0).sum()) for t in targets))
+    m_max = max((len(c) for c in tops), default=1)
+    out = []
+    for kk in sorted(set(int(k) for k in ks)):
+        for corr in corrections:
+            corr, kk = check_correction(corr, kk)
+            reach = stats.max_certifiable_tau(n, alpha, m_max, corr, kk)
+            for tau in sorted(set(float(t) for t in taus)):
+                if tau > reach:
+                    continue
+                cert_n = ok_n = 0
+                for c, cls, t in zip(tops, classes, targets, strict=True):
+                    rej = stats.fwer_reject(stats.binomial_pvalues(c, n, tau), alpha, corr, kk)
+                    lab = t >= 0
+                    cert_n += int((rej & lab).sum())
+                    ok_n += int((rej & lab & (cls == t)).sum())
+                out.append({"tau": tau, "correction": corr, "k": kk, "radius": certified_radius(sigma, tau),
+                            "certified_accuracy": ok_n / labelled if labelled else None,
+                            "certified_fraction": cert_n / labelled if labelled else None})
+    return out

@@ -105,19 +105,33 @@ def main(argv: list[str] | None = None) -> int:
         config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    from geocert.pipeline.run import abort_active
+
     try:
         result = config.main()
     except GeocertError as exc:
+        abort_active()
         print(f"geocert {name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        abort_active()
         fname = getattr(exc, "filename", None)
         msg = f"{fname}: {exc.strerror}" if fname and exc.strerror else _one_line(exc)
         print(f"geocert {name}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"geocert {name}: interrupted (finished results are kept; rerun to resume)", file=sys.stderr)
+        runs = abort_active()
+        if any(r.resumable and r._config_written for r in runs):
+            msg = " (finished results are kept; rerun to resume)"
+        elif runs:
+            msg = " (nothing was written)"
+        else:
+            msg = ""
+        print(f"geocert {name}: interrupted{msg}", file=sys.stderr)
         return 130
+    except BaseException:
+        abort_active()
+        raise
     return int(result) if isinstance(result, int) else 0
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from geocert.certify import ABSTAIN
+
 __all__ = [
     "certified_accuracy",
     "abstain_rate",
@@ -28,8 +30,6 @@ __all__ = [
     "certified_accuracy_at_radius",
     "certified_accuracy_curve",
 ]
-
-ABSTAIN = -1
 
 
 def _flat(pred, target, ignore_index):
