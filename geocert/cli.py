@@ -10,11 +10,14 @@ import dataclasses
 import re
 import sys
 import warnings
+from pathlib import Path
+
+import tyro
 
 from geocert import __version__
 from geocert.errors import GeocertError
 
-__all__ = ["main", "PluginsConfig", "build_commands"]
+__all__ = ["main", "PluginsConfig", "ReportConfig", "build_commands"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,19 @@ class PluginsConfig:
             print(f"  {'':<14} {p.description}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """Rebuild report.html of a run folder from the files in it (old runs, dataset runs in progress)."""
+
+    output_dir: tyro.conf.Positional[Path]
+    """The run's output folder (holding config.json, metrics.json, ...)."""
+
+    def main(self) -> None:
+        from geocert.report import write_report
+
+        print(f"report: {write_report(self.output_dir)}")
+
+
 def build_commands(strict: bool = False) -> dict[str, type]:
     """command name → config dataclass, from every discovered plugin plus the built-in ``plugins``."""
     return {name: cfg for name, (cfg, _) in _command_table(strict).items()}
@@ -47,7 +63,7 @@ def build_commands(strict: bool = False) -> dict[str, type]:
 def _command_table(strict: bool = False) -> dict[str, tuple[type, str]]:
     from geocert.plugins import discover
 
-    table: dict[str, tuple[type, str]] = {"plugins": (PluginsConfig, "geocert")}
+    table: dict[str, tuple[type, str]] = {"plugins": (PluginsConfig, "geocert"), "report": (ReportConfig, "geocert")}
     for plugin in discover(strict=strict).values():
         for name, cfg in plugin.commands.items():
             table[name] = (cfg, plugin.name)
@@ -99,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         print(f"geocert: error: unknown command {name!r}{hint}; see geocert --help", file=sys.stderr)
         return 2
-    import tyro
-
     try:
         config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
     except SystemExit as exc:
