@@ -15,6 +15,7 @@ PLUGIN = Plugin(
     description="Certified point-cloud part segmentation (SegCertify, PointNet, ShapeNet-part format)",
     commands={"train-pc": TrainPcConfig, "certify-pc": CertifyPcConfig},
     version=PLUGIN_VERSION,
+    report="geocert_pointcloud.report:sections",
     smoke={
         "train-pc": ("--output", "{out}", "--epochs", "1", "--width", "8", "--num-points", "256",
                      "--train-points", "64", "--max-train-shapes", "16", "--eval-shapes", "8"),
