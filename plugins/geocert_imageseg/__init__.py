@@ -26,6 +26,7 @@ PLUGIN = Plugin(
         "train-denoiser": TrainDenoiserConfig,
     },
     version=PLUGIN_VERSION,
+    report="geocert_imageseg.report:sections",
     smoke={
         "train-seg": ("--output", "{out}", "--epochs", "1", "--width", "8", "--no-progress"),
         "train-denoiser": ("--output", "{out}", "--epochs", "1", "--width", "8", "--no-progress"),

@@ -1,0 +1,241 @@
+"""Report sections of the imageseg plugin (``Plugin.report``), built from the run folder's files.
+
+certify-seg: image, ground truth, certified labels (abstentions white) and the per-pixel radius heat map side by
+side, with a slider over the images in dataset mode; Dice / IoU per class; certified accuracy vs radius;
+a per-image table. The input image and its mask are read from the paths the run recorded (they are the
+user's data, not copied into the run folder); when they are gone the page says so.
+train-seg / train-denoiser: the loss curve and the test scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from geocert.report import Run, Section, guarantee_sentence, image, note, plot, slider, table
+
+__all__ = ["sections", "MAX_IMAGES"]
+
+MAX_IMAGES = 32
+"""Dataset runs show the first this many images in the slider (the table lists all)."""
+_DISPLAY = 200  # display width of one panel, px
+
+
+def sections(run: Run) -> list[Section]:
+    if run.command == "certify-seg":
+        return _certify_sections(run)
+    if run.command in ("train-seg", "train-denoiser"):
+        return _train_sections(run)
+    return []
+
+
+def _certify_sections(run: Run) -> list[Section]:
+    m = run.metrics or {}
+    params = {**run.params, **m}
+    if "radius" not in params and "radius" in run.config:
+        params["radius"] = run.config["radius"]
+    out: list[Section] = []
+    units = run.config.get("pixel_units") or [0, 1]
+    g = guarantee_sentence(params, component="pixel", unit=f"ℓ2 (pixel values in {units})")
+    if g:
+        out.append(Section("guarantee", g, role="guarantee"))
+    out.append(Section("Certified segmentation", _panels(run, params)))
+    per_class = (m.get("pooled") or m).get("per_class") if m else None
+    if isinstance(per_class, dict) and per_class:
+        out.append(Section("Dice / IoU per class", _per_class(per_class)))
+    curve = m.get("certified_accuracy_curve")
+    if isinstance(curve, list) and curve:
+        run.mark_used("certified_accuracy_vs_radius.png")
+        out.append(Section("Certified accuracy vs radius", plot(
+            [{"type": "scatter", "mode": "lines+markers", "x": [c.get("radius") for c in curve],
+              "y": [c.get("accuracy") for c in curve], "name": "certified pixel accuracy"}],
+            {"xaxis": {"title": {"text": "ℓ2 radius (pixel values in [0, 1])"}},
+             "yaxis": {"title": {"text": "certified pixel accuracy"}, "range": [0, 1]}}, height=340)))
+    if run.results:
+        run.mark_used("results.jsonl")
+        cols = ["name", "abstain_pct", "certified_pixel_accuracy", "mean_dice", "mean_iou", "height", "width"]
+        rows = [[r.get("name"), r.get("abstain_pct"), *[(r.get("metrics") or {}).get(c) for c in cols[2:5]],
+                 r.get("height"), r.get("width")] for r in run.results]
+        out.append(Section("Per image", table(cols, rows, sort_by="certified_pixel_accuracy",
+                                              caption=f"{len(rows)} image(s); click a header to sort")))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- panels
+
+
+def _read_any(path: Path) -> Any:
+    import numpy as np
+
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    import imageio.v3 as iio
+
+    return iio.imread(path)
+
+
+def _display_image(path: Path) -> Any:
+    """An input image as uint8 gray or RGB for display."""
+    import numpy as np
+
+    a = np.asarray(_read_any(path))
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3:
+        a = a[..., :3] if a.shape[-1] >= 3 else a[..., 0]
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        a = ((a - lo) / (hi - lo if hi > lo else 1.0) * 255 + 0.5).astype(np.uint8)
+    return a
+
+
+def _colour(labels: Any, num_classes: int) -> Any:
+    import numpy as np
+
+    from geocert.io import label_palette
+
+    lab = np.asarray(labels).astype(np.int64)
+    pal = label_palette(num_classes)
+    return pal[np.where((lab < 0) | (lab >= num_classes), num_classes, lab)]
+
+
+def _radius_map(certified_rgb: Any, radius: float) -> tuple[Any, str]:
+    """The per-pixel certified radius (R where certified, 0 where abstained) as a viridis RGB image."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    from geocert.io import ABSTAIN_COLOR
+
+    rgb = np.asarray(certified_rgb)[..., :3]
+    abstain = np.all(rgb == np.array(ABSTAIN_COLOR, dtype=rgb.dtype), axis=-1)
+    r = np.where(abstain, 0.0, radius)
+    cmap = colormaps["viridis"]
+    img = (cmap(r / radius if radius > 0 else r)[..., :3] * 255 + 0.5).astype(np.uint8)
+    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})"
+                      for c in cmap(np.linspace(0, 1, 6)))
+    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
+           f"</span> {radius:.4g}</span>")
+    return img, bar
+
+
+def _mask_path(image_path: Path) -> Path | None:
+    masks = image_path.parent.parent / "masks"
+    if not masks.is_dir():
+        return None
+    for p in sorted(masks.glob(image_path.stem + ".*")):
+        return p
+    return None
+
+
+def _panel(run: Run, name: str, image_path: str | None, mask_path: str | None, labels_rgb: Any,
+           num_classes: int, radius: float) -> str:
+    figs, missing = [], []
+    if image_path and Path(image_path).is_file():
+        figs.append(image(_display_image(Path(image_path)), "image", width=_DISPLAY, pixelated=True))
+    else:
+        missing.append(f"image {image_path or '(not recorded)'}")
+    if mask_path and Path(mask_path).is_file():
+        import numpy as np
+
+        mask = np.asarray(_read_any(Path(mask_path)))
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        figs.append(image(_colour(mask, num_classes), "ground truth", width=_DISPLAY, pixelated=True))
+    elif mask_path:
+        missing.append(f"mask {mask_path}")
+    figs.append(image(labels_rgb, "certified labels (white = abstain)", width=_DISPLAY, pixelated=True))
+    rmap, bar = _radius_map(labels_rgb, radius)
+    figs.append(image(rmap, "per-pixel certified radius", width=_DISPLAY, pixelated=True).replace(
+        "</figcaption>", f"<br>{bar}</figcaption>"))
+    body = '<div class="gc-row">' + "".join(figs) + "</div>"
+    if missing:
+        body += note(f"{name}: not found any more, not shown: {'; '.join(missing)}", "warn")
+    return body
+
+
+def _legend(class_names: list[str], num_classes: int) -> str:
+    from geocert.io import label_palette
+
+    pal = label_palette(num_classes)
+    items = [(str(class_names[i]) if i < len(class_names) else f"class {i}", pal[i]) for i in range(num_classes)]
+    items.append(("abstain", pal[-1]))
+    return '<p class="gc-caption">' + " ".join(
+        f'<span style="display:inline-block;width:12px;height:12px;border:1px solid #999;'
+        f'background:rgb({int(c[0])},{int(c[1])},{int(c[2])})"></span> {n}&nbsp;&nbsp;' for n, c in items) + "</p>"
+
+
+def _panels(run: Run, params: dict) -> str:
+    num_classes = int(params.get("num_classes") or 0)
+    radius = float(params.get("radius") or 0.0)
+    names = params.get("class_names") or []
+    if run.results:  # dataset mode: one frame per image, a slider over them
+        recs = run.results[:MAX_IMAGES]
+        frames, labels = [], []
+        for r in recs:
+            name = str(r.get("name"))
+            rel = f"labels/{name}.png"
+            if not run.exists(rel):
+                continue
+            ip = r.get("image")
+            mp = _mask_path(Path(ip)) if ip else None
+            k = num_classes or int(len((r.get("metrics") or {}).get("per_class") or {})) or 1
+            frames.append(_panel(run, name, ip, str(mp) if mp else None, run.image(rel), k, radius))
+            acc = (r.get("metrics") or {}).get("certified_pixel_accuracy")
+            labels.append(f"{name}" + (f" (certified acc {acc:.3f})" if isinstance(acc, float) else ""))
+        for f in run.files("labels/*.png"):
+            run.mark_used(f)
+        if not frames:
+            return note("no labels/*.png written yet")
+        extra = (f" The first {len(frames)} of {len(run.results)} images are shown." if len(run.results) > len(recs)
+                 else "")
+        return (_legend(names, num_classes) + slider(frames, labels, title="image") +
+                note("SegCertify certifies every non-abstained pixel at the same radius R = σ·Φ⁻¹(τ), so the "
+                     f"radius map is R on certified pixels and 0 on abstentions.{extra}"))
+    # single image: labels.npy (exact) or labels.png
+    if run.exists("labels.npy"):
+        lab_rgb = _colour(run.npy("labels.npy"), max(num_classes, 1))
+        run.mark_used("labels.png")
+    elif run.exists("labels.png"):
+        lab_rgb = run.image("labels.png")
+    else:
+        return note("no labels.npy / labels.png in this run folder")
+    run.mark_used("comparison.png")
+    cfg = run.params
+    return (_legend(names, num_classes) +
+            _panel(run, Path(str(cfg.get("image") or params.get("image"))).name, params.get("image") or cfg.get("image"),
+                   cfg.get("mask"), lab_rgb, max(num_classes, 1), radius) +
+            note("SegCertify certifies every non-abstained pixel at the same radius R = σ·Φ⁻¹(τ): the radius map "
+                 "is R on certified pixels and 0 on abstentions."))
+
+
+def _per_class(per_class: dict) -> str:
+    names = list(per_class)
+    rows = [[n, v.get("dice"), v.get("iou"), v.get("abstain_pct"), v.get("pixels")] for n, v in per_class.items()
+            if isinstance(v, dict)]
+    bars = plot([{"type": "bar", "name": "Dice", "x": names, "y": [r[1] for r in rows]},
+                 {"type": "bar", "name": "IoU", "x": names, "y": [r[2] for r in rows]}],
+                {"barmode": "group", "yaxis": {"range": [0, 1], "title": {"text": "score (abstain counts wrong)"}}},
+                height=320)
+    return (table(["class", "Dice", "IoU", "abstain %", "pixels"], rows, sortable=True,
+                  caption="pooled over all pixels of all images") + bars)
+
+
+def _train_sections(run: Run) -> list[Section]:
+    m = run.metrics
+    out = []
+    loss = m.get("loss_history")
+    if isinstance(loss, list) and loss:
+        out.append(Section("Training", plot(
+            [{"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(loss) + 1)), "y": loss,
+              "name": "loss"}],
+            {"xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}}}, height=320)))
+    rows = []
+    for key in ("test_clean", "test_noisy"):
+        v = m.get(key)
+        if isinstance(v, dict):
+            rows.append([key, v.get("certified_pixel_accuracy"), v.get("mean_dice"), v.get("mean_iou")])
+    if rows:
+        out.append(Section("Test scores", table(["inputs", "pixel accuracy", "mean Dice", "mean IoU"], rows,
+                                                sortable=False)))
+    return out
