@@ -310,8 +310,9 @@ def certify_dataset(run: Any, task: DatasetTask, settings: CertifySettings, *, e
     done = {k: v for k, v in done.items() if npz(k).is_file()}
     todo = [n for n in names if n not in done]
     bar = Progress(len(names), task.label, "items", initial=len(names) - len(todo), disable=not progress)
+    results = exe.run(task, settings, todo, run.device)
     try:
-        for res in exe.run(task, settings, todo, run.device):
+        for res in results:
             if res.name in done:  # an executor retried an item that finished meanwhile: keep the first
                 continue
             _write_npz(run.path(f"{task.item_dir}/{safe_name(res.name)}.npz"), res.arrays)
@@ -326,6 +327,9 @@ def certify_dataset(run: Any, task: DatasetTask, settings: CertifySettings, *, e
             if line:
                 bar.write(line)
     finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # stop the executor's workers now, also when writing a result failed
+            close()
         bar.close()
     records = [done[n] for n in names]
     arrays = [_read_npz(npz(n)) for n in names]
@@ -368,8 +372,7 @@ def summarize_items(settings: CertifySettings, records: Sequence[dict], arrays: 
     tgt = [a["target"].reshape(-1) for a in arrays]
     lab = [t >= 0 for t in tgt]
     n_lab = int(sum(int(x.sum()) for x in lab))
-    if not n_lab:
-        m["certified_accuracy"] = None
+    if not n_lab:  # unlabelled items: no accuracy keys at all
         return m
     cat = lambda key: np.concatenate([a[key].reshape(-1)[l_] for a, l_ in zip(arrays, lab, strict=True)])  # noqa: E731
     t_all, c_all = cat("target"), cat("certified")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
+
+from geocert.pipeline.options import ExecutorOptions
 
 __all__ = ["TrainPcConfig", "CertifyPcConfig", "PLUGIN_NAME", "PLUGIN_VERSION"]
 
@@ -47,6 +49,21 @@ class TrainPcConfig:
     certificate) covers the xyz coordinates only: the normals are taken as given, unperturbed."""
     rotation_sigma_deg: float = 0.0
     """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
+    noise_draws: int = 1
+    """Independent noisy copies of each cloud per step (the consistency terms compare them)."""
+    consistency: float = 0.0
+    """Weight λ of the consistency loss KL(p̄ ‖ p_k) between the noisy copies' predictions and their mean."""
+    entropy: float = 0.0
+    """Weight η of the entropy H(p̄) of the copies' mean prediction (sharpens it)."""
+    calibrate: bool = False
+    """After training, tune one logit bias per part on the training shapes so that as many points as
+    possible get a vote fraction above --calibration-cut under σ-noise (class-prior calibration of the
+    smoothed decision; see docs/pointcloud.md)."""
+    calibration_draws: int = 64
+    """Noise draws per training shape for --calibrate."""
+    calibration_cut: float = 0.82
+    """Vote fraction a point needs to count for --calibrate (≈ what certify-pc's defaults need: τ = 0.75,
+    n = 1000, α = 0.001, Holm over 2048 points)."""
     seed: int = 0
     """Seed of initialisation, shuffling and noise (runs are reproducible)."""
     threads: int = 1
@@ -59,14 +76,23 @@ class TrainPcConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class CertifyPcConfig:
+class CertifyPcConfig(ExecutorOptions):
     """Certify every point of a cloud or of a dataset split (SegCertify): certified part or abstain."""
 
     data: tyro.conf.Positional[Path | None] = None
     """A ShapeNet-part folder, or one cloud file (.txt x y z [nx ny nz] [part], .ply, .npy). Default: the
     bundled procedural dataset."""
-    checkpoint: Path = Path("outputs/train-pc/model.pt")
-    """Base model trained by `geocert train-pc`; `auto`: the default model, trained once into the cache."""
+    model: Annotated[str, tyro.conf.arg(aliases=("--checkpoint",), metavar="PATH|MODULE:FACTORY|auto")] = (
+        "outputs/train-pc/model.pt")
+    """The base model: a `geocert train-pc` checkpoint, a TorchScript file, or `package.module:factory` (a
+    Python callable returning the model); `auto`: the default model, trained once into the cache. A user's
+    model takes points [B, N, 3] (centred, in the unit sphere; [B, N, 6] with --normals) and returns logits
+    [B, N, 50] over ShapeNet's global part ids, [B, N, P] over the P parts of --category, or part ids [B, N]."""
+    normals: bool = False
+    """A user's model (TorchScript / factory) also takes each point's unit normal: input [B, N, 6]; the noise
+    covers xyz only (train-pc checkpoints say themselves whether they take normals)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto (CUDA when present). Noise is drawn on this device."""
     output: Path = Path("outputs/certify-pc")
     """Output folder: metrics.json, results.jsonl, shapes/*.npz, ply/*.ply, plots, config.json."""
     split: Literal["train", "val", "test"] = "test"
@@ -110,6 +136,6 @@ class CertifyPcConfig:
     """torch CPU threads (1 is fastest on a shared machine: small ops stall on busy cores with more)."""
 
     def main(self) -> None:
-        from geocert_pointcloud.certify_pc import run_certify
+        from geocert_pointcloud.certify_pc import run
 
-        run_certify(self)
+        run(self)

@@ -36,7 +36,7 @@ import numpy as np
 from geocert.io import atomic_directory
 from geocert_pointcloud.data import CATEGORY_PARTS, CATEGORY_SYNSETS
 
-__all__ = ["PROCEDURAL_CATEGORIES", "make_dataset", "make_shape", "default_dataset", "cache_root"]
+__all__ = ["PROCEDURAL_CATEGORIES", "make_dataset", "make_shape", "default_dataset"]
 
 PROCEDURAL_CATEGORIES = ("Airplane", "Chair", "Knife", "Lamp", "Laptop", "Mug", "Rocket", "Table")
 DEFAULT_SEED = 0
@@ -355,17 +355,13 @@ def make_dataset(out: str | os.PathLike, *, shapes_per_category: int = DEFAULT_S
     return out
 
 
-def cache_root() -> Path:
-    """``$GEOCERT_CACHE`` or ``~/.cache/geocert``."""
-    env = os.environ.get("GEOCERT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "geocert"
-
-
 def default_dataset(**kwargs) -> Path:
     """The default procedural dataset, generated once into the cache (temp folder + rename) and reused."""
     seed = kwargs.get("seed", DEFAULT_SEED)
     spc = kwargs.get("shapes_per_category", DEFAULT_SHAPES_PER_CATEGORY)
-    target = cache_root() / "pointcloud" / f"procedural_v{_DATASET_VERSION}_s{seed}_n{spc}"
+    from geocert.pipeline import cache_root
+
+    target = cache_root("pointcloud", f"procedural_v{_DATASET_VERSION}_s{seed}_n{spc}")
     if (target / "synsetoffset2category.txt").is_file():
         return target
     try:

@@ -260,6 +260,21 @@ class _FixedModel(torch.nn.Module):
         return torch.nn.functional.one_hot(self.labels.expand(b, -1), NUM_PARTS).float()
 
 
+def certify_shape(model, shape, cfg, allowed_parts, progress=False) -> dict:
+    """One cloud through the core runner's per-item step with a native (PointNet-like) model."""
+    from geocert.pipeline.dataset import certify_item
+    from geocert_pointcloud.adapter import PartSegmenter
+    from geocert_pointcloud.certify_pc import PointCloudTask, _settings
+
+    seg = PartSegmenter(model, native=True, in_channels=3, source="test model")
+    task = PointCloudTask(model_spec="test", shapes_spec={shape.name: None}, num_points=len(shape.points),
+                          seed=cfg.seed, mode=cfg.mode, normals=False, allowed_unknown=allowed_parts,
+                          model_sha256=None, data="test", _shapes={shape.name: shape})
+    settings = _settings(cfg)
+    res = certify_item(task, seg, shape.name, settings, torch.device("cpu"), progress=progress)
+    return {**res.arrays, "n": settings.n, "radius": res.record["radius"]}
+
+
 def _cfg(**kw):
     from geocert_pointcloud.config import CertifyPcConfig
 
@@ -269,7 +284,6 @@ def _cfg(**kw):
 
 
 def test_certify_shape_constant_model_certifies_every_point():
-    from geocert_pointcloud.certify_pc import certify_shape
     from geocert_pointcloud.data import Shape
 
     pts, _, lab = make_shape("Chair", np.random.default_rng(0), 64)
@@ -284,7 +298,6 @@ def test_certify_shape_constant_model_certifies_every_point():
 
 
 def test_certify_shape_random_model_abstains_and_restricts_parts():
-    from geocert_pointcloud.certify_pc import certify_shape
     from geocert_pointcloud.data import Shape
 
     pts, _, lab = make_shape("Table", np.random.default_rng(1), 64)
@@ -296,15 +309,17 @@ def test_certify_shape_random_model_abstains_and_restricts_parts():
 
 
 def test_base_model_rotation_matches_rotated_cloud():
-    from geocert_pointcloud.certify_pc import make_base_model
+    from geocert_pointcloud.adapter import PartSegmenter, make_base_model
     from geocert_pointcloud.data import Shape
 
     torch.manual_seed(0)
     model = PointNetPartSeg(width=8).eval()
     pts, _, lab = make_shape("Lamp", np.random.default_rng(2), 128)
     shape = Shape("l", "Lamp", pts.astype(np.float32), lab, Path("l.txt"))
-    f_rot, x_rot = make_base_model(model, shape, "rotation", None)
-    f_xyz, x_xyz = make_base_model(model, shape, "xyz", None)
+    seg = PartSegmenter(model, native=True, in_channels=3, source="test model")
+    pts_t = torch.from_numpy(shape.points)
+    f_rot, x_rot = make_base_model(seg, pts_t, None, shape.category, "rotation")
+    f_xyz, x_xyz = make_base_model(seg, pts_t, None, shape.category, "xyz")
     assert x_rot.shape == (1,) and x_xyz.shape == (128, 3)
     angles = torch.tensor([[0.0], [0.7]])
     with torch.no_grad():
@@ -435,14 +450,13 @@ def test_certify_pc_bad_inputs(tiny_dataset, trained, tmp_path, capsys):
     assert cli([args[0], str(bad), *args[2:]]) == 2
     assert str(bad) in capsys.readouterr().err
     assert cli([*args[:3], str(tmp_path / "missing.pt"), *args[4:]]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "missing.pt: model file not found" in capsys.readouterr().err
     assert cli(["train-pc", str(tmp_path), "--output", str(out)]) == 2
     assert "synsetoffset2category" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_certify_shape_is_reproducible_and_seed_dependent():
-    from geocert_pointcloud.certify_pc import certify_shape
     from geocert_pointcloud.data import Shape
 
     class SignModel(torch.nn.Module):  # blade if the noisy x > 0, else handle: the votes depend on the noise
