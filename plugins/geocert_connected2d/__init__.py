@@ -14,6 +14,7 @@ PLUGIN = Plugin(
     description="Path-connected scribble segmentation (FICNN ∘ normalizing flow)",
     commands={"segment2d": Segment2dConfig},
     version=PLUGIN_VERSION,
+    report="geocert_connected2d.report:sections",
     smoke={
         "segment2d": ("--task", "ellipse", "--epochs", "3", "--random-points", "500", "--check-grid", "2",
                       "--output", "{out}", "--no-progress"),

@@ -19,5 +19,6 @@ PLUGIN = Plugin(
     description="RS-SDF: signed distance as certified radius of occupancy, and a NeRF renderer on it",
     commands={"sdf": SdfConfig, "train-nerf": TrainNerfConfig, "render": RenderConfig},
     version="0.1.0",
+    report="geocert_rs_sdf.report:sections",
     smoke={**_SDF_SMOKE, **_NERF_SMOKE},
 )
