@@ -98,8 +98,12 @@ def load_model(spec: str | os.PathLike, *, device: Any = "cpu",
     path = Path(text)
     if path.is_file():
         if is_torchscript(path):
+            import warnings
+
             try:
-                model = torch.jit.load(str(path), map_location="cpu")
+                with warnings.catch_warnings():  # TorchScript is a supported input format, deprecated or not
+                    warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated", category=DeprecationWarning)
+                    model = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:
                 raise InputError(f"{path}: not a loadable TorchScript model ({type(exc).__name__}: "
                                  f"{' '.join(str(exc).split())[:120]})") from None

@@ -233,6 +233,10 @@ def run(cfg) -> dict:
                           mode=cfg.mode, normals=cfg.normals, allowed_unknown=allowed_unknown,
                           model_sha256=_model_identity(model_spec), data=str(data), save_ply=cfg.save_ply,
                           _shapes={s.name: s for s in shapes}, normals_used=segmenter.in_channels == 6)
+    first = task.load_item(names[0])  # the output contract, checked on the clean first cloud before any output
+    f, x = task.base_model(segmenter, first, torch.device("cpu"))
+    with torch.inference_mode():
+        f(x.unsqueeze(0))
     run_ = open_run(cfg, device=device, resumable=True, result_key={**settings.key(), **task.result_key()},
                     data=str(data), model=model_spec, model_kind="checkpoint" if segmenter.native else "user",
                     checkpoint_sigma=segmenter.meta.get("sigma"))
