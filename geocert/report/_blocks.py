@@ -162,7 +162,7 @@ def slider(frames: Sequence[str], labels: Sequence[str], *, title: str = "") -> 
              f'<div class="gc-slider-bar"><span>{escape(title)}</span>'
              f'<input type="range" min="0" max="{len(frames) - 1}" value="0" step="1" aria-label="{escape(title)}">'
              f'<span class="gc-slider-label">{escape(labels[0])}</span></div>']
-    for i, (frame, label) in enumerate(zip(frames, labels)):
+    for i, (frame, label) in enumerate(zip(frames, labels, strict=False)):
         parts.append(f'<div class="gc-frame" data-label="{escape(label)}"{"" if i == 0 else " hidden"}>{frame}</div>')
     parts.append("</div>")
     return "".join(parts)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from geocert.report import Run, Section, image, note, table
+from geocert.report import Run, Section, image, note, slider, table
 
 __all__ = ["sections"]
 
-_WIDTH = 300
+_WIDTH = 480
+_SCRIBBLES = "scribbles (red: foreground, blue: background)"
 
 
 def sections(run: Run) -> list[Section]:
@@ -64,30 +65,33 @@ def _scribble_overlay(img: Any, scr: Any) -> Any:
 
 def _images(run: Run) -> str:
     m = run.metrics
-    figs, missing = [], []
+    figs: list[tuple[str, str]] = []
+    missing: list[str] = []
     img = _read(m.get("image"))
     if img is not None:
-        figs.append(image(img, "image", width=_WIDTH, pixelated=True))
+        figs.append((image(img, "image", width=_WIDTH, pixelated=True), "image"))
     else:
         missing.append(f"image {m.get('image')}")
     if run.exists("overlay_scribbles.png"):
-        figs.append(image(run.read_bytes("overlay_scribbles.png"), "scribbles (red: foreground, blue: background)",
-                          width=_WIDTH, pixelated=True))
+        figs.append((image(run.read_bytes("overlay_scribbles.png"), _SCRIBBLES, width=_WIDTH, pixelated=True),
+                     _SCRIBBLES))
     else:
         scr = _read(m.get("scribbles"))
         if scr is not None and img is not None:
-            figs.append(image(_scribble_overlay(img, scr), "scribbles (red: foreground, blue: background)",
-                              width=_WIDTH, pixelated=True))
+            figs.append((image(_scribble_overlay(img, scr), _SCRIBBLES, width=_WIDTH, pixelated=True), _SCRIBBLES))
         elif m.get("scribbles"):
             missing.append(f"scribbles {m.get('scribbles')}")
     for rel, cap in (("overlay.png", "mask overlay"), ("mask.png", "mask (with the certified joining paths)"),
                      ("mask_centres.png", "mask (pixel centres only)")):
         if run.exists(rel):
-            figs.append(image(run.read_bytes(rel), cap, width=_WIDTH, pixelated=True))
+            figs.append((image(run.read_bytes(rel), cap, width=_WIDTH, pixelated=True), cap))
     gt = _read(m.get("gt"))
     if gt is not None:
-        figs.append(image(gt, "ground truth", width=_WIDTH, pixelated=True))
-    out = '<div class="gc-row">' + "".join(figs) + "</div>"
+        figs.append((image(gt, "ground truth", width=_WIDTH, pixelated=True), "ground truth"))
+    if not figs:
+        return note("no image, scribbles or mask to show")
+    # one large panel at a time: flipping between them shows how mask, scribbles and image line up
+    out = slider([f for f, _ in figs], [c for _, c in figs], title="layer")
     if missing:
         out += note("not found any more, not shown: " + "; ".join(missing), "warn")
     return out

@@ -89,7 +89,7 @@ def _clouds(run: Run) -> str:
         top = np.asarray(z.get("top_counts", np.zeros(len(idx))))[idx] if "top_counts" in z else np.zeros(len(idx))
         rad = np.asarray(z["point_radius"], dtype=np.float64)[idx] if "point_radius" in z else np.zeros(len(idx))
         trace = {"type": "scatter3d", "mode": "markers", "x": rounded(pts[:, 0]), "y": rounded(pts[:, 1]),
-                 "z": rounded(pts[:, 2]), "customdata": [[int(c), float(r)] for c, r in zip(top, rounded(rad, 5))],
+                 "z": rounded(pts[:, 2]), "customdata": [[int(c), float(r)] for c, r in zip(top, rounded(rad, 5), strict=True)],
                  "marker": {"size": 3, "cmin": -1.5, "cmax": parts - 0.5, "colorscale": scale, "showscale": False,
                             "line": {"width": 0}}}
         views = {}

@@ -224,7 +224,7 @@ def _per_view_table(m: dict) -> str:
     cd = m.get("chamfer")
     if isinstance(cd, dict):
         summary += [[f"Chamfer {k}", v] for k, v in cd.items() if isinstance(v, (int, float))]
-    out = table(["view", "PSNR (dB)", "SSIM"], rows, 
+    out = table(["view", "PSNR (dB)", "SSIM"], rows,
                 caption=f"{len(rows)} test view(s); click a header to sort")
     if summary:
         out = table(["metric", "value"], summary, sortable=False) + out
