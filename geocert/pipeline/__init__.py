@@ -26,7 +26,7 @@ _EXPORTS = {
     "CertifySettings": "dataset", "DatasetTask": "dataset", "Sample": "dataset", "certify_dataset": "dataset",
     "item_seed": "dataset", "certify_item": "dataset", "safe_name": "dataset",
     "get_executor": "executors", "LocalExecutor": "executors",
-    "ExecutorOptions": "options", "executor_from": "options",
+    "ExecutorOptions": "options", "CertifyOptions": "options", "executor_from": "options",
 }
 
 __all__ = sorted(_EXPORTS)
