@@ -27,29 +27,37 @@ def main() -> None:
     ap.add_argument("--eval-views", type=int, default=0)
     args = ap.parse_args()
 
+    from geocert_rs_sdf.cmd_train_nerf import train
+    from geocert_rs_sdf.config import FieldSettings, FitSettings, TrainNerfConfig
     from geocert_rs_sdf.data import load_split
-    from geocert_rs_sdf.nerf_config import TrainNerfConfig
-    from geocert_rs_sdf.nerf_run import export_geometry, train_nerf
-    from geocert_rs_sdf.train import load_checkpoint, render_image
+    from geocert_rs_sdf.export import extract_mesh
+    from geocert_rs_sdf.mesh_io import load_mesh
+    from geocert_rs_sdf.metrics import mesh_chamfer
+    from geocert_rs_sdf.train import load_checkpoint
 
-    from geocert.io import write_json
+    from geocert.io import write_json, write_ply
 
     rows = []
     for density in ("rs-sdf", "plain"):
         out = args.output / density
-        cfg = dataclasses.replace(TrainNerfConfig(), data=args.data, output=out, density=density, steps=args.steps,
-                                  threads=args.threads, eval_views=args.eval_views, resume=True)
-        m = train_nerf(cfg)
+        cfg = TrainNerfConfig(data=args.data, output=out, field=FieldSettings(density=density),
+                              fit=dataclasses.replace(FitSettings(), steps=args.steps), threads=args.threads,
+                              eval_views=args.eval_views, resume=True)
+        m = train(cfg)
         field, fs, _, data = load_checkpoint(out / "checkpoint.pt")
         test = load_split(data["extra"]["scene"], "test", max_views=1)
-        depth = render_image(field, fs, test.c2w[0], test.height, test.width, test.focal)["depth"]
-        geo = export_geometry(field, out, depth, mesh_res=args.mesh_res, gt_mesh=test.mesh, n_points=args.points,
-                              seed=0)
-        cd = geo["chamfer"] or {}
+        mesh = extract_mesh(field, args.mesh_res)
+        cd, faces = {}, None
+        if mesh is not None:
+            verts, faces = mesh
+            write_ply(out / "mesh.ply", verts, faces=faces)
+            if test.mesh is not None:
+                gt = load_mesh(test.mesh)
+                cd = mesh_chamfer(verts, faces, gt.vertices, gt.faces, args.points, seed=0)
         rows.append({"density": density, "steps": args.steps, "test_psnr": round(m["test_psnr"], 3),
                      "test_ssim": round(m["test_ssim"], 4), "chamfer_l1": cd.get("l1"), "chamfer_l2": cd.get("l2"),
                      "accuracy": cd.get("accuracy"), "completeness": cd.get("completeness"),
-                     "mesh_faces": (geo["mesh"] or {}).get("faces"), "train_seconds": m["train_seconds"]})
+                     "mesh_faces": None if faces is None else len(faces), "train_seconds": m["train_seconds"]})
     head = "| density | steps | test PSNR | SSIM | Chamfer L1 | Chamfer L2 | acc. | compl. |"
     lines = [head, "|" + "---|" * 8]
     for r in rows:

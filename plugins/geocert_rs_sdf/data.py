@@ -118,10 +118,10 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
 
 def pixel_rays(c2w: torch.Tensor, height: int, width: int, focal: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Ray origins and unit directions ``[V, H, W, 3]`` through the pixel centres of each camera ``[V, 4, 4]``
-    (Blender/OpenGL convention: the camera looks along −z, y up)."""
+    (Blender/OpenGL convention: the camera looks along −z, y up), on the device of ``c2w``."""
     c2w = c2w.reshape(-1, 4, 4).float()
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
-                          torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=c2w.device) + 0.5,
+                          torch.arange(width, dtype=torch.float32, device=c2w.device) + 0.5, indexing="ij")
     d = torch.stack([(i - 0.5 * width) / focal, -(j - 0.5 * height) / focal, -torch.ones_like(i)], dim=-1)
     dirs = torch.einsum("hwk,vjk->vhwj", d, c2w[:, :3, :3])
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)

@@ -24,8 +24,8 @@ from torch import nn
 from geocert.smoothing import sdf_from_probability, smooth_occupancy
 from geocert_rs_sdf.hashgrid import HashGrid
 
-__all__ = ["RadianceField", "sample_grid", "sample_grid_reference", "density_from_sdf", "sh_encode",
-           "DENSITY_SCALE", "DENSITY_EPS"]
+__all__ = ["RadianceField", "sample_grid", "density_from_sdf", "sh_encode", "DENSITY_SCALE", "DENSITY_EPS"]
+# sample_grid_reference is the tests' slow twin of sample_grid (not part of the API)
 
 SDF_EPS = 1e-10  # p is clamped to [eps, 1 − eps] in σ·Φ⁻¹(p): small, so empty space keeps a gradient
 DENSITY_SCALE = 30.0

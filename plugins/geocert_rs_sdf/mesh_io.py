@@ -11,7 +11,7 @@ import numpy as np
 from geocert.errors import InputError
 from geocert_rs_sdf.voxelize import open_edges
 
-__all__ = ["MESH_SUFFIXES", "Mesh", "load_mesh", "load_occupancy", "check_mesh"]
+__all__ = ["MESH_SUFFIXES", "Mesh", "load_mesh", "load_occupancy", "check_mesh", "bundled_mesh"]
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".off")
 
@@ -104,3 +104,12 @@ def load_occupancy(path: Path) -> np.ndarray:
     if (occ >= 0.5).all():
         raise InputError(f"{path}: occupancy grid has no empty voxel (< 0.5): nothing to take the distance to")
     return occ
+
+
+def bundled_mesh(resolution: int) -> Mesh:
+    """The ground-truth mesh of the bundled procedural scene (a cup with a handle), marching cubes at
+    ``resolution``³, checked like a loaded mesh."""
+    from geocert_rs_sdf.scenes import ground_truth_mesh
+
+    v, f = ground_truth_mesh(resolution)
+    return check_mesh(v, f, f"bundled scene mesh (scenes.ground_truth_mesh({resolution}))")

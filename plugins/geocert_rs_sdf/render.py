@@ -16,7 +16,8 @@ import math
 
 import torch
 
-__all__ = ["ray_box", "render_rays", "composite", "composite_reference", "render_rays_dense"]
+__all__ = ["ray_box", "render_rays", "composite", "render_image", "render_views", "orbit_poses"]
+# composite_reference and render_rays_dense are the slow twins of the tests and the benchmark
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +58,10 @@ def _samples(origins, dirs, bound, near, far, n_samples, perturb, generator):
     t_far = torch.maximum(t_far.clamp(max=far), t_near)  # empty segment where the ray misses the box
     length = (t_far - t_near)[:, None]
     r = origins.shape[0]
-    jitter = torch.rand(r, n_samples, generator=generator) if perturb else torch.full((r, n_samples), 0.5)
-    t = t_near[:, None] + (torch.arange(n_samples, dtype=origins.dtype)[None] + jitter) * (length / n_samples)
+    dev = origins.device
+    jitter = (torch.rand(r, n_samples, generator=generator, device=dev) if perturb else
+              torch.full((r, n_samples), 0.5, device=dev))
+    t = t_near[:, None] + (torch.arange(n_samples, dtype=origins.dtype, device=dev)[None] + jitter) * (length / n_samples)
     return t, length / n_samples
 
 
@@ -76,7 +79,7 @@ def _masked_density(field, state, pts, mask, base=None):
     if mask is None:
         return field.density(pts.reshape(-1, 3), state).reshape(r, s), r * s
     sel = mask.nonzero(as_tuple=True)
-    out = torch.zeros(r, s, dtype=pts.dtype) if base is None else base
+    out = torch.zeros(r, s, dtype=pts.dtype, device=pts.device) if base is None else base
     if sel[0].numel():
         out = out.index_put(sel, field.density(pts[sel], state))
     return out, sel[0].numel()
@@ -121,8 +124,8 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
     top_w, top_i = weights.detach().topk(k, dim=-1)
     ray_k, slot = (top_w > min_weight).nonzero(as_tuple=True)
     samp = top_i[ray_k, slot]
-    num = torch.zeros(r, 3, dtype=origins.dtype)
-    den = torch.zeros(r, dtype=origins.dtype)
+    num = torch.zeros(r, 3, dtype=origins.dtype, device=origins.device)
+    den = torch.zeros(r, dtype=origins.dtype, device=origins.device)
     if ray_k.numel():
         w_sel = weights[ray_k, samp]
         col = field.color(pts[ray_k, samp], dirs[ray_k])
@@ -150,3 +153,54 @@ def render_rays_dense(field, state: torch.Tensor, origins: torch.Tensor, dirs: t
     rgb = (weights[..., None] * col).sum(1) + (1.0 - opacity[:, None]) * background
     depth = (weights * t).sum(-1) + (1.0 - opacity) * far
     return {"rgb": rgb, "depth": depth, "opacity": opacity}
+
+
+@torch.no_grad()
+def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, height: int, width: int,
+                 focal: float, *, state: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+                 chunk: int = 8192) -> dict[str, torch.Tensor]:
+    """Render one view of camera ``c2w [4, 4]`` on the field's device with ``samples`` density samples and
+    ``color_samples`` colour queries per ray: ``rgb [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
+    from geocert_rs_sdf.data import FAR, NEAR, pixel_rays
+
+    state = field.geometry_state() if state is None else state
+    skip = field.skip_grid(state) if skip is None else skip
+    o, d = pixel_rays(c2w[None].to(state.device), height, width, focal)
+    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
+    for i in range(0, o.shape[0], chunk):
+        out = render_rays(field, state, o[i:i + chunk], d[i:i + chunk], near=NEAR, far=FAR,
+                          n_samples=samples, color_samples=color_samples, skip_grid=skip)
+        for k in parts:
+            parts[k].append(out[k])
+    return {"rgb": torch.cat(parts["rgb"]).reshape(height, width, 3).clamp(0, 1),
+            "depth": torch.cat(parts["depth"]).reshape(height, width),
+            "opacity": torch.cat(parts["opacity"]).reshape(height, width)}
+
+
+@torch.no_grad()
+def render_views(field, samples: int, color_samples: int, c2ws: torch.Tensor, height: int, width: int,
+                 focal: float, progress: bool = True, desc: str = "render") -> list[dict[str, torch.Tensor]]:
+    """Render several views (the geometry grid and bitfield computed once); results on the CPU."""
+    from geocert.pipeline.progress import progress as track
+
+    state = field.geometry_state()
+    skip = field.skip_grid(state)
+    return [{k: v.cpu() for k, v in render_image(field, samples, color_samples, c, height, width, focal,
+                                                 state=state, skip=skip).items()}
+            for c in track(c2ws, desc, unit="views", disable=not progress)]
+
+
+def orbit_poses(n: int, radius: float, elevation_deg: float) -> torch.Tensor:
+    """``[n, 4, 4]`` camera-to-world matrices circling the z axis, looking at the origin."""
+    import numpy as np
+
+    from geocert_rs_sdf.scenes import look_at
+
+    el = math.radians(elevation_deg)
+    poses = []
+    for k in range(n):
+        az = 2 * math.pi * k / n
+        eye = radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        poses.append(look_at(eye))
+    return torch.from_numpy(np.stack(poses)).float()

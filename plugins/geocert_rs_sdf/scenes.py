@@ -218,9 +218,9 @@ def make_scene(out: str | os.PathLike, spec: SceneSpec | None = None, progress: 
 
     Deterministic for a given ``spec``. Written into a temporary sibling folder and renamed when complete."""
     import open3d as o3d
-    from tqdm import tqdm
 
     from geocert.io import atomic_directory, write_image, write_ply
+    from geocert.pipeline.progress import Progress
 
     spec = spec or SceneSpec()
     out = Path(out)
@@ -232,7 +232,7 @@ def make_scene(out: str | os.PathLike, spec: SceneSpec | None = None, progress: 
         rng = np.random.default_rng(spec.seed)
         splits = {"train": spec.n_train, "val": spec.n_val, "test": spec.n_test}
         total = sum(splits.values())
-        bar = tqdm(total=total, desc="render scene", disable=not progress, leave=False)
+        bar = Progress(total, "render scene", "views", disable=not progress)
         for split, count in splits.items():
             frames = []
             for i, c2w in enumerate(_random_poses(count, rng)):
@@ -249,10 +249,11 @@ def make_scene(out: str | os.PathLike, spec: SceneSpec | None = None, progress: 
 
 
 def default_scene_dir(spec: SceneSpec | None = None) -> Path:
+    """Where the scene of ``spec`` is cached: ``$GEOCERT_CACHE/rs-sdf/scene_<key>`` (core cache root)."""
+    from geocert.pipeline.environment import cache_root
+
     spec = spec or SceneSpec()
-    root = os.environ.get("GEOCERT_CACHE")
-    base = Path(root) / "rs-sdf" if root else Path.home() / ".cache" / "geocert" / "rs-sdf"
-    return base / f"scene_{spec.key()}"
+    return cache_root("rs-sdf", f"scene_{spec.key()}")
 
 
 def ensure_default_scene(spec: SceneSpec | None = None, progress: bool = True) -> Path:

@@ -1,10 +1,15 @@
-"""Fitting a :class:`RadianceField` to a NeRF-synthetic scene, rendering views, and checkpoints."""
+"""Fitting a :class:`RadianceField` to a NeRF-synthetic scene, and its checkpoints.
+
+The field and its optimisation are described by the nested settings of ``geocert train-nerf``'s config
+(:class:`~geocert_rs_sdf.config.FieldSettings`, :class:`~geocert_rs_sdf.config.FitSettings`); the scene box
+(``bound``) comes from the data. Everything runs on the field's device; on the CPU the numbers are the same
+for the same seed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,66 +17,30 @@ from typing import Any
 
 import torch
 
+from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
 from geocert_rs_sdf.render import render_rays
 
-__all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "render_image", "render_views", "psnr",
-           "save_checkpoint", "load_checkpoint", "make_optimizer", "CHECKPOINT_FORMAT"]
+__all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "save_checkpoint", "load_checkpoint",
+           "make_optimizer", "lr_scale", "sharpness_at", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-SHARPNESS_START = 8.0  # default multiple of the sharpness s that training starts at (see sharpness_at)
 FOREGROUND_BELOW = 0.99  # a training pixel with a channel below this is not background (ray sampling)
 
 
-@dataclasses.dataclass
-class FieldSettings:
-    """Everything that defines the model and its renderer (stored in checkpoints)."""
-
-    bound: float = 1.0
-    grid_res: int = 96
-    sigma: float = 1.0
-    sharpness: float = 0.025
-    density: str = "rs-sdf"
-    hash_levels: int = 8
-    hash_log2: int = 15
-    hash_max_res: int = 128
-    hidden: int = 64
-    view_dependent: bool = False
-    samples: int = 192
-    color_samples: int = 12
-
-
-@dataclasses.dataclass
-class FitSettings:
-    """Optimisation settings."""
-
-    steps: int = 4000
-    rays: int = 2048
-    lr: float = 1e-2
-    grid_lr: float = 0.1
-    foreground_fraction: float = 0.5
-    mask_weight: float = 1.0
-    sharpness_start: float = SHARPNESS_START
-    seed: int = 0
-
-
-def build_field(fs: FieldSettings, generator: torch.Generator | None = None,
+def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | None = None,
                 init_sharpness: float | None = None) -> RadianceField:
-    """The field of ``fs``; its initial density refers to ``init_sharpness`` (default: the sharpness that
-    training starts at, ``SHARPNESS_START · fs.sharpness``)."""
+    """The field of ``fs`` over the box ``[-bound, bound]³`` (on the CPU; move it with ``.to(device)``); its
+    initial density refers to ``init_sharpness`` (default: the sharpness that training starts at,
+    ``SHARPNESS_START · fs.sharpness``)."""
     init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
-    return RadianceField(init_sharpness=init_sharpness, bound=fs.bound, grid_res=fs.grid_res, sigma=fs.sigma, sharpness=fs.sharpness,
+    return RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
+                         sharpness=fs.sharpness,
                          density=fs.density, hash_levels=fs.hash_levels, hash_log2=fs.hash_log2,
                          hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent,
                          generator=generator)
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = torch.mean((pred.clamp(0, 1) - target) ** 2).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def make_optimizer(field: RadianceField, lr: float, grid_lr: float) -> torch.optim.Adam:
@@ -108,17 +77,20 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
     annealed by :func:`sharpness_at`), renders and takes one
     Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha,
-    when they have one). Returns timing and the last step's statistics."""
-    from tqdm.auto import tqdm
+    when they have one). Runs on the field's device (rays, images and random draws there). Returns timing and
+    the last step's statistics."""
+    from geocert.pipeline.progress import Progress
 
-    gen = torch.Generator().manual_seed(st.seed * 1000003 + start_step)
-    origins, dirs = pixel_rays(train.c2w, train.height, train.width, train.focal)
-    view_of_ray = torch.arange(train.c2w.shape[0]).repeat_interleave(train.height * train.width)
-    cam_origin = train.c2w[:, :3, 3].float()
+    device = field.logits.device
+    gen = torch.Generator(device=device).manual_seed(st.seed * 1000003 + start_step)
+    c2w = train.c2w.to(device)
+    origins, dirs = pixel_rays(c2w, train.height, train.width, train.focal)
+    view_of_ray = torch.arange(c2w.shape[0], device=device).repeat_interleave(train.height * train.width)
+    cam_origin = c2w[:, :3, 3].float()
     dirs = dirs.reshape(-1, 3)
     del origins
-    colors = train.images.reshape(-1, 3)
-    alpha = train.alpha.reshape(-1) if train.alpha is not None and st.mask_weight > 0 else None
+    colors = train.images.to(device).reshape(-1, 3)
+    alpha = train.alpha.to(device).reshape(-1) if train.alpha is not None and st.mask_weight > 0 else None
     fg = (colors < FOREGROUND_BELOW).any(-1).nonzero().squeeze(1)
     n_fg = int(round(st.rays * st.foreground_fraction)) if len(fg) else 0
     opt = make_optimizer(field, st.lr, st.grid_lr)
@@ -127,17 +99,16 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     base_lrs = [st.grid_lr, st.lr, st.lr]
     skip = None
     t0, c0 = time.perf_counter(), time.process_time()
-    bar = tqdm(range(start_step, st.steps), desc="train-nerf", initial=start_step, total=st.steps,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = Progress(st.steps, "train-nerf", "steps", initial=start_step, disable=not progress)
     stats: dict[str, float] = {}
     ema = None
-    for step in bar:
+    for step in range(start_step, st.steps):
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
         field.sharpness = sharpness_at(step, st.steps, fs.sharpness, st.sharpness_start)
-        idx = torch.randint(0, dirs.shape[0], (st.rays,), generator=gen)
+        idx = torch.randint(0, dirs.shape[0], (st.rays,), generator=gen, device=device)
         if n_fg:
-            idx[:n_fg] = fg[torch.randint(0, len(fg), (n_fg,), generator=gen)]
+            idx[:n_fg] = fg[torch.randint(0, len(fg), (n_fg,), generator=gen, device=device)]
         state = field.geometry_state()
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
@@ -157,8 +128,9 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
                  "lookups_per_ray": out["samples"].item() / st.rays,
                  "color_per_ray": out["color_samples"].item() / st.rays}
         if step % 10 == 0 or step == st.steps - 1:
-            bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{stats['train_psnr']:.2f}",
-                            lookups=f"{stats['lookups_per_ray']:.0f}", colour=f"{stats['color_per_ray']:.1f}")
+            bar.set_postfix_str(f"loss={lv:.4f}, psnr={stats['train_psnr']:.2f}, "
+                                f"lookups={stats['lookups_per_ray']:.0f}, colour={stats['color_per_ray']:.1f}")
+        bar.update(1)
         if log is not None and (step % 100 == 0 or step == st.steps - 1):
             log(step, stats)
         if checkpoint_fn is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
@@ -166,48 +138,18 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
             checkpoint_fn(step + 1, opt)
     bar.close()
     field.sharpness = fs.sharpness
-    return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0, "steps_run": st.steps - start_step, "last": stats,
-            "optimizer": opt}
-
-
-@torch.no_grad()
-def render_image(field: RadianceField, fs: FieldSettings, c2w: torch.Tensor, height: int, width: int,
-                 focal: float, *, state: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-                 chunk: int = 8192) -> dict[str, torch.Tensor]:
-    """Render one view: ``rgb [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
-    state = field.geometry_state() if state is None else state
-    skip = field.skip_grid(state) if skip is None else skip
-    o, d = pixel_rays(c2w[None], height, width, focal)
-    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
-    for i in range(0, o.shape[0], chunk):
-        out = render_rays(field, state, o[i:i + chunk], d[i:i + chunk], near=NEAR, far=FAR,
-                          n_samples=fs.samples, color_samples=fs.color_samples, skip_grid=skip)
-        for k in parts:
-            parts[k].append(out[k])
-    return {"rgb": torch.cat(parts["rgb"]).reshape(height, width, 3).clamp(0, 1),
-            "depth": torch.cat(parts["depth"]).reshape(height, width),
-            "opacity": torch.cat(parts["opacity"]).reshape(height, width)}
-
-
-@torch.no_grad()
-def render_views(field: RadianceField, fs: FieldSettings, c2ws: torch.Tensor, height: int, width: int,
-                 focal: float, progress: bool = True, desc: str = "render") -> list[dict[str, torch.Tensor]]:
-    """Render several views (the geometry grid and bitfield computed once)."""
-    from tqdm.auto import tqdm
-
-    state = field.geometry_state()
-    skip = field.skip_grid(state)
-    return [render_image(field, fs, c, height, width, focal, state=state, skip=skip)
-            for c in tqdm(c2ws, desc=desc, disable=not progress, leave=False, file=sys.stderr)]
+    return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
+            "steps_run": st.steps - start_step, "last": stats, "optimizer": opt}
 
 
 def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, st: FitSettings, step: int,
                     optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> Path:
-    """Atomically write a checkpoint (model state, settings as plain data, step, optimizer state)."""
+    """Atomically write a checkpoint (model state, settings as plain data with the scene box ``bound`` among
+    the field settings, step, optimizer state, ``extra`` facts)."""
     from geocert.io import atomic_write
 
-    data = {"format": CHECKPOINT_FORMAT, "field": dataclasses.asdict(fs), "fit": dataclasses.asdict(st),
+    data = {"format": CHECKPOINT_FORMAT, "field": {**dataclasses.asdict(fs), "bound": field.bound},
+            "fit": dataclasses.asdict(st),
             "step": step, "model": field.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None, "extra": extra or {}}
     with atomic_write(path, "wb") as fh:
@@ -216,7 +158,8 @@ def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, s
 
 
 def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, FitSettings, dict]:
-    """Read a checkpoint written by :func:`save_checkpoint`; raises InputError naming the file if invalid."""
+    """Read a checkpoint written by :func:`save_checkpoint` (the field on the CPU); raises InputError naming the
+    file if invalid."""
     from geocert.errors import InputError
     from geocert.io import read_checkpoint
 
@@ -225,9 +168,11 @@ def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, Fit
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a geocert rs-sdf NeRF checkpoint (written by `geocert train-nerf`)")
     try:
-        fs = FieldSettings(**data["field"])
+        spec = dict(data["field"])
+        bound = float(spec.pop("bound"))
+        fs = FieldSettings(**spec)
         st = FitSettings(**data["fit"])
-        field = build_field(fs)
+        field = build_field(fs, bound)
         field.load_state_dict(data["model"])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise InputError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_vote", "voxelize_reference", "supersampled_occupancy", "sample_offsets",
-           "mesh_distance", "open_edges", "margin_voxels"]
+__all__ = ["Grid", "grid_for_mesh", "voxelize", "voxelize_vote", "supersampled_occupancy", "sample_offsets",
+           "mesh_distance", "open_edges", "margin_voxels"]  # voxelize_reference: the tests' slow twin
 
 # Ray columns are shifted by this many voxels (two irrational fractions of 1e-6) so that no ray passes exactly
 # through a mesh edge or vertex lying on the lattice (marching-cubes meshes have vertices on grid lines); an
@@ -113,10 +113,9 @@ def voxelize(vertices: np.ndarray, faces: np.ndarray, grid: Grid, *, chunk: int 
     cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(f)]
     pieces = [(s, e) for s, e in zip(cuts[:-1], cuts[1:], strict=True) if e > s]
     if progress and len(pieces) > 1:
-        from tqdm.auto import tqdm
+        from geocert.pipeline.progress import progress as track
 
-        pieces = tqdm(pieces, desc=progress if isinstance(progress, str) else "voxelize", unit="chunk",
-                      leave=False)
+        pieces = track(pieces, progress if isinstance(progress, str) else "voxelize", unit="chunks")
     oz = grid.origin[2]
     for s, e in pieces:
         ci, cj, z = _column_hits(v, f[s:e], grid)
@@ -208,9 +207,9 @@ def supersampled_occupancy(vertices: np.ndarray, faces: np.ndarray, grid: Grid, 
     occ = np.zeros(grid.shape, dtype=np.float64)
     it = offsets
     if progress and len(offsets) > 1:
-        from tqdm.auto import tqdm
+        from geocert.pipeline.progress import progress as track
 
-        it = tqdm(offsets, desc=progress if isinstance(progress, str) else "supersample", leave=False)
+        it = track(offsets, progress if isinstance(progress, str) else "supersample", unit="samples")
     for off in it:
         shifted = Grid(grid.shape, tuple(float(o + u * grid.h) for o, u in zip(grid.origin, off, strict=True)),
                        grid.h)
@@ -237,9 +236,9 @@ def mesh_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, *
         return np.zeros(0), "none"
     chunks = range(0, len(pts), chunk)
     if progress and len(pts) > chunk:
-        from tqdm.auto import tqdm
+        from geocert.pipeline.progress import progress as track
 
-        chunks = tqdm(chunks, desc=progress if isinstance(progress, str) else "distance", leave=False)
+        chunks = track(chunks, progress if isinstance(progress, str) else "distance", unit="chunks")
     try:
         import open3d as o3d
     except (ImportError, OSError):

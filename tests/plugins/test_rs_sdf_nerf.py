@@ -14,7 +14,7 @@ import torch
 from geocert_rs_sdf.data import load_split
 from geocert_rs_sdf.field import RadianceField, density_from_sdf, sample_grid, sample_grid_reference
 from geocert_rs_sdf.hashgrid import HashGrid, encode_reference
-from geocert_rs_sdf.nerf_run import chamfer, sample_surface
+from geocert_rs_sdf.metrics import chamfer, sample_surface
 from geocert_rs_sdf.render import composite, composite_reference, ray_box, render_rays, render_rays_dense
 from geocert_rs_sdf.scenes import SceneSpec, make_scene
 from geocert_rs_sdf.train import (
@@ -135,7 +135,7 @@ def test_ground_truth_mesh_winds_outward():
 
 def test_extracted_mesh_winds_outward_around_the_occupied_cube():
     import trimesh
-    from geocert_rs_sdf.nerf_run import extract_mesh
+    from geocert_rs_sdf.export import extract_mesh
 
     field = RadianceField(bound=1.0, grid_res=8, sigma=1.0, hash_levels=2, hash_log2=8, hash_max_res=8, hidden=8)
     with torch.no_grad():
@@ -171,7 +171,7 @@ def test_ray_box():
 
 def test_render_rays_matches_dense_reference_when_all_samples_are_coloured():
     torch.manual_seed(3)
-    field = build_field(TINY_FIELD, torch.Generator().manual_seed(0))
+    field = build_field(TINY_FIELD, 1.0, torch.Generator().manual_seed(0))
     with torch.no_grad():
         field.logits.normal_(0, 3)
         field.encoding.table.normal_()
@@ -192,7 +192,7 @@ def test_render_rays_matches_dense_reference_when_all_samples_are_coloured():
 def test_fit_decreases_loss(scene, density):
     train = load_split(scene, "train")
     fs = FieldSettings(**{**TINY_FIELD.__dict__, "density": density})
-    field = build_field(fs, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
+    field = build_field(fs, 1.0, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
     logs = []
     fit(field, fs, FitSettings(steps=40, rays=256, lr=2e-2, grid_lr=0.1, foreground_fraction=0.0, sharpness_start=1.0), train, progress=False,
         log=lambda step, stats: logs.append(stats["loss"]))
@@ -202,7 +202,7 @@ def test_fit_decreases_loss(scene, density):
 
     o, d = (t.reshape(-1, 3)[idx] for t in pixel_rays(train.c2w, 16, 16, train.focal))
     target = train.images.reshape(-1, 3)[idx]
-    fresh = build_field(fs, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
+    fresh = build_field(fs, 1.0, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
     with torch.no_grad():
         trained = render_rays(field, field.geometry_state(), o, d, near=2.0, far=6.0, n_samples=24)["rgb"]
         initial = render_rays(fresh, fresh.geometry_state(), o, d, near=2.0, far=6.0, n_samples=24)["rgb"]
@@ -210,7 +210,7 @@ def test_fit_decreases_loss(scene, density):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    field = build_field(TINY_FIELD, torch.Generator().manual_seed(0))
+    field = build_field(TINY_FIELD, 1.0, torch.Generator().manual_seed(0))
     with torch.no_grad():
         field.logits.normal_()
     path = save_checkpoint(tmp_path / "c.pt", field, TINY_FIELD, FitSettings(steps=7), 7, extra={"scene": "x"})

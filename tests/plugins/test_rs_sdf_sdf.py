@@ -21,7 +21,7 @@ from geocert_rs_sdf.sdf import (
     rs_sdf,
     zero_level_mesh,
 )
-from geocert_rs_sdf.sdf_config import SdfConfig
+from geocert_rs_sdf.config import SdfConfig
 from geocert_rs_sdf.voxelize import (
     Grid,
     grid_for_mesh,
@@ -337,7 +337,7 @@ def test_output_that_is_a_file(tmp_path, capsys):
     out = tmp_path / "taken"
     out.write_text("x")
     assert cli(["sdf", "--output", str(out), "--resolution", "24", "--sigma", "1.0"]) == 2
-    assert f"{out}: --output exists and is not a folder" in capsys.readouterr().err
+    assert f"--output {out}: exists and is not a folder" in capsys.readouterr().err
     assert out.read_text() == "x"
 
 

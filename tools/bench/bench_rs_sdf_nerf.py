@@ -41,7 +41,7 @@ def main() -> None:
 
     train = load_split(ensure_default_scene(), "train")
     fs = FieldSettings()
-    field = build_field(fs, torch.Generator().manual_seed(0))
+    field = build_field(fs, train.bound, torch.Generator().manual_seed(0))
     fit(field, fs, FitSettings(steps=args.warm_steps), train, progress=True)
     o, d = (t.reshape(-1, 3) for t in pixel_rays(train.c2w, train.height, train.width, train.focal))
     gen = torch.Generator().manual_seed(1)

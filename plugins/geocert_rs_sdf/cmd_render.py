@@ -1,0 +1,159 @@
+"""``geocert render``: validate, open the (staged) run, train the default model first when no checkpoint is
+given, render the test views and an orbit, export depth, SDF slice and mesh (Chamfer against the scene's
+ground-truth mesh), finish with metrics.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geocert.errors import InputError, ParameterError
+from geocert_rs_sdf.config import RenderConfig
+
+__all__ = ["run", "validate"]
+
+
+def validate(cfg: RenderConfig) -> None:
+    """Parameter checks (one line each, options named as typed) and the memory the exports need."""
+    from geocert.validate import check_positive_int
+    from geocert_rs_sdf import memory
+
+    for name, value in (("orbit-frames", cfg.orbit_frames), ("mesh-res", cfg.mesh_res),
+                        ("chamfer-points", cfg.chamfer_points)):
+        check_positive_int(value, f"--{name}")
+    if cfg.mesh_res < 8:
+        raise ParameterError(f"--mesh-res must be >= 8, got {cfg.mesh_res}")
+    for name, value in (("width", cfg.width), ("test-views", cfg.test_views)):
+        if value < 0:
+            raise ParameterError(f"--{name} must be >= 0, got {value}")
+    memory.check_fits(cfg.mesh_res**3 * memory.MESH_BYTES_PER_VOXEL, f"--mesh-res {cfg.mesh_res}",
+                      f"marching cubes over {cfg.mesh_res}³ points")
+    memory.check_fits(cfg.chamfer_points * 256, f"--chamfer-points {cfg.chamfer_points}",
+                      "two point sets with their k-d trees and distances")
+    if cfg.width:
+        memory.check_fits(cfg.orbit_frames * cfg.width**2 * memory.NERF_BYTES_PER_PIXEL, f"--width {cfg.width}",
+                          f"{cfg.orbit_frames} orbit frames of {cfg.width}×{cfg.width} pixels")
+    if cfg.checkpoint is not None and not Path(cfg.checkpoint).is_file():
+        raise InputError(f"{cfg.checkpoint}: checkpoint not found")
+
+
+def _write_video(run, frames: list[np.ndarray]) -> list[str]:
+    """orbit.gif, and orbit.mp4 when imageio-ffmpeg is installed."""
+    import imageio.v3 as iio
+
+    from geocert.io import atomic_write
+
+    written = []
+    u8 = np.stack([(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in frames])
+    with atomic_write(run.path("orbit.gif"), "wb") as fh:
+        iio.imwrite(fh, u8, extension=".gif", duration=80, loop=0)
+    written.append("orbit.gif")
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return written
+    with atomic_write(run.path("orbit.mp4"), "wb") as fh:
+        iio.imwrite(fh, u8, extension=".mp4", fps=12)
+    written.append("orbit.mp4")
+    return written
+
+
+def run(cfg: RenderConfig) -> dict[str, Any]:
+    """Render the orbit and the test views of a checkpoint (training the default scene first if none)."""
+    import torch
+
+    from geocert.io import write_ply
+    from geocert.pipeline.run import open_run
+    from geocert_rs_sdf.cmd_train_nerf import train
+    from geocert_rs_sdf.cmd_train_nerf import validate as validate_train
+    from geocert_rs_sdf.data import load_split
+    from geocert_rs_sdf.export import depth_image, extract_mesh, field_sdf_slice
+    from geocert_rs_sdf.figures import SLICE_CONVENTION, sdf_slice_figure
+    from geocert_rs_sdf.mesh_io import load_mesh
+    from geocert_rs_sdf.metrics import evaluate_views, mesh_chamfer
+    from geocert_rs_sdf.render import orbit_poses, render_views
+    from geocert_rs_sdf.train import load_checkpoint
+
+    validate(cfg)
+    if cfg.checkpoint is None:
+        validate_train(cfg.train)
+    t_start = time.perf_counter()
+    run_ = open_run(cfg)
+    trained = None
+    if cfg.checkpoint is None:
+        tcfg = dataclasses.replace(cfg.train, output=run_.output / "model")
+        print(f"render: no --checkpoint; training on "
+              f"{'the bundled default scene' if tcfg.data is None else tcfg.data} into {tcfg.output}",
+              file=sys.stderr, flush=True)
+        trained = train(tcfg)
+        ckpt = Path(tcfg.output) / "checkpoint.pt"
+        run_.update_extra(model=str(tcfg.output))
+    else:
+        ckpt = Path(cfg.checkpoint)
+    from geocert.pipeline.environment import apply_threads
+
+    apply_threads(cfg.threads)  # training may have used --train.threads
+    field, fs, _, data = load_checkpoint(ckpt)
+    field = field.to(run_.device).eval()
+    scene = Path(cfg.data) if cfg.data is not None else Path(data.get("extra", {}).get("scene", ""))
+    if not (scene / "transforms_test.json").is_file():
+        raise InputError(f"{scene / 'transforms_test.json'}: file not found (pass --data SCENE)")
+    test = load_split(scene, "test", max_views=cfg.test_views or None)
+    run_.update_extra(checkpoint=str(ckpt), scene=str(scene))
+
+    t0 = time.perf_counter()
+    ev = evaluate_views(field, fs, test)
+    test_s = time.perf_counter() - t0
+    for f, o in zip(test.files, ev["renders"], strict=True):
+        run_.save_image(f"test/{f.stem}.png", o["rgb"])
+    # orbit
+    width = cfg.width or test.width
+    focal = test.focal * width / test.width
+    radius = float(test.c2w[:, :3, 3].norm(dim=-1).mean())
+    t0 = time.perf_counter()
+    orbit = render_views(field, fs.samples, fs.color_samples, orbit_poses(cfg.orbit_frames, radius, cfg.orbit_elevation),
+                         width, width, focal, desc="orbit")
+    orbit_s = time.perf_counter() - t0
+    frames = [o["rgb"].numpy() for o in orbit]
+    for k, f in enumerate(frames):
+        run_.save_image(f"orbit/frame_{k:03d}.png", f)
+    videos = _write_video(run_, frames)
+
+    # geometry
+    run_.save_image("depth.png", depth_image(ev["renders"][0]["depth"].numpy()))
+    values, extent = field_sdf_slice(field)
+    fig = sdf_slice_figure(values, extent, xlabel="x", ylabel="z", units="scene units",
+                           title=f"learned RS-SDF ({fs.density}), y = 0 slice of the {fs.grid_res}³ grid")
+    run_.save_figure("sdf_slice.png", fig, dpi=110)
+    mesh_info, chamfer = None, None
+    mesh = extract_mesh(field, cfg.mesh_res)
+    if mesh is not None:
+        verts, faces = mesh
+        write_ply(run_.path("mesh.ply"), verts, faces=faces)
+        mesh_info = {"file": "mesh.ply", "vertices": len(verts), "faces": len(faces), "resolution": cfg.mesh_res}
+        if test.mesh is not None:
+            gt = load_mesh(test.mesh)
+            chamfer = {**mesh_chamfer(verts, faces, gt.vertices, gt.faces, cfg.chamfer_points, cfg.seed),
+                       "points_per_mesh": cfg.chamfer_points, "gt_mesh": str(test.mesh),
+                       "scale": f"scene units (the scene box is [-bound, bound]^3, bound = {field.bound})",
+                       "definition": "L1 = (mean d(pred->gt) + mean d(gt->pred)) / 2, L2 = same with d^2"}
+    rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * width
+    metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density,
+               "test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "test_views": len(ev["per_view"]),
+               "per_view": ev["per_view"], "orbit_frames": cfg.orbit_frames, "videos": videos,
+               "render_rays_per_second": round(rays / max(test_s + orbit_s, 1e-9), 1),
+               "mesh": mesh_info, "chamfer": chamfer,
+               "sdf_slice": {"file": "sdf_slice.png", "colours": SLICE_CONVENTION},
+               "trained_here": trained is not None, "threads": torch.get_num_threads(), "device": str(run_.device),
+               "train_seconds": trained["train_seconds"] if trained else None,
+               "total_seconds": round(time.perf_counter() - t_start, 2)}
+    out = run_.finish(metrics)
+    cd_txt = f", Chamfer L1 {chamfer['l1']:.4f} (scene units)" if chamfer else ""
+    print(f"test-view PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f} over {len(ev['per_view'])} views{cd_txt}"
+          f" -> {out}", flush=True)
+    return metrics

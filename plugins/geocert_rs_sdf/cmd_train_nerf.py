@@ -1,0 +1,198 @@
+"""``geocert train-nerf``: validate, open the (resumable) run, load the scene, fit with checkpoints, evaluate the
+test views, finish with metrics.json.
+
+Resuming: OUTPUT/checkpoint.pt carries the step, the optimizer and the training time so far; the training log
+(train_log.jsonl) is written with each checkpoint and holds exactly the logged steps before it, so an
+interruption loses the steps after the last checkpoint and a rerun repeats them without duplicate lines. A run
+interrupted before its first checkpoint leaves nothing. Rerunning a finished run evaluates nothing again and
+leaves metrics.json as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from geocert.errors import InputError, ParameterError
+from geocert_rs_sdf.config import TrainNerfConfig
+
+__all__ = ["run", "train", "validate", "result_key", "scene_dir"]
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def validate(cfg: TrainNerfConfig) -> None:
+    """Parameter checks (one line each, options named as typed) and the memory the run needs."""
+    from geocert.validate import check_positive_int, check_sigma
+    from geocert_rs_sdf import memory
+
+    fs, st = cfg.field, cfg.fit
+    for name, value in (("sigma", fs.sigma), ("sharpness", fs.sharpness), ("lr", st.lr),
+                        ("sharpness-start", st.sharpness_start), ("grid-lr", st.grid_lr)):
+        check_sigma(value, f"--{name}")
+    for name, value in (("grid-res", fs.grid_res), ("steps", st.steps), ("rays", st.rays), ("samples", fs.samples),
+                        ("color-samples", fs.color_samples), ("hash-levels", fs.hash_levels),
+                        ("hash-max-res", fs.hash_max_res), ("hidden", fs.hidden),
+                        ("checkpoint-every", cfg.checkpoint_every), ("scene-width", cfg.scene_width),
+                        ("scene-views", cfg.scene_views)):
+        check_positive_int(value, f"--{name}")
+    if fs.grid_res < 4:
+        raise ParameterError(f"--grid-res must be >= 4, got {fs.grid_res}")
+    if not 8 <= fs.hash_log2 <= 24:
+        raise ParameterError(f"--hash-log2 must be in [8, 24], got {fs.hash_log2}")
+    if not (st.mask_weight >= 0 and math.isfinite(st.mask_weight)):
+        raise ParameterError(f"--mask-weight must be >= 0, got {st.mask_weight}")
+    if not 0.0 <= st.foreground_fraction <= 1.0:
+        raise ParameterError(f"--foreground-fraction must be in [0, 1], got {st.foreground_fraction}")
+    for name, value in (("max-views", cfg.max_views), ("eval-views", cfg.eval_views)):
+        if value < 0:
+            raise ParameterError(f"--{name} must be >= 0, got {value}")
+    memory.check_fits(fs.grid_res**3 * memory.NERF_BYTES_PER_VOXEL, f"--grid-res {fs.grid_res}",
+                      f"a {fs.grid_res}³ occupancy grid with its blur, gradients and optimizer state")
+    memory.check_fits(st.rays * fs.samples * memory.NERF_BYTES_PER_SAMPLE, f"--rays {st.rays}",
+                      f"{st.rays} rays × {fs.samples} samples per step")
+    memory.check_fits(fs.hash_levels * 2**fs.hash_log2 * 2 * 4 * 4, f"--hash-levels {fs.hash_levels}",
+                      f"{fs.hash_levels} hash tables of 2^{fs.hash_log2} rows with gradients and optimizer state")
+    if cfg.data is None:
+        views = cfg.scene_views + 30  # + 10 val and 20 test views
+        memory.check_fits(views * cfg.scene_width**2 * memory.NERF_BYTES_PER_PIXEL,
+                          f"--scene-width {cfg.scene_width}",
+                          f"{views} views of {cfg.scene_width}×{cfg.scene_width} pixels (--scene-views {cfg.scene_views})")
+
+
+def scene_dir(cfg: TrainNerfConfig) -> Path:
+    """The scene folder: ``--data``, or where the bundled default scene of this size is cached (not created)."""
+    if cfg.data is not None:
+        return Path(cfg.data)
+    from geocert_rs_sdf.scenes import SceneSpec, default_scene_dir
+
+    return default_scene_dir(SceneSpec(width=cfg.scene_width, n_train=cfg.scene_views))
+
+
+def result_key(cfg: TrainNerfConfig, scene: Path) -> dict[str, Any]:
+    """What must match to resume: the field and fit settings (all but the number of steps), the scene and the
+    training views used."""
+    fit = dataclasses.asdict(cfg.fit)
+    fit.pop("steps")
+    return {"field": dataclasses.asdict(cfg.field), "fit": fit, "scene": str(scene), "max_views": cfg.max_views}
+
+
+def _load_splits(scene: Path, max_train: int, max_test: int):
+    from geocert_rs_sdf.data import load_split
+
+    train = load_split(scene, "train", max_views=max_train or None)
+    test = load_split(scene, "test", max_views=max_test or None)
+    if (test.height, test.width) != (train.height, train.width):
+        raise InputError(f"{test.files[0]}: image size {test.width}x{test.height} differs from the training "
+                         f"images {train.width}x{train.height}")
+    return train, test
+
+
+def _write_log(path: Path, records: list[dict]) -> None:
+    """Replace ``path`` with one JSON line per record, atomically."""
+    import json
+
+    from geocert.io import atomic_write, to_plain
+
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(to_plain(rec), allow_nan=False) + "\n")
+
+
+def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Validate, open OUTPUT (resumable), load the scene, fit (resuming OUTPUT/checkpoint.pt when allowed),
+    evaluate and finish. Returns the metrics."""
+    import torch
+
+    from geocert.io import read_json, read_jsonl
+    from geocert.pipeline.run import check_output, open_run
+    from geocert_rs_sdf.metrics import evaluate_views
+    from geocert_rs_sdf.train import build_field, fit, load_checkpoint, save_checkpoint
+
+    validate(cfg)
+    check_output(cfg.output)  # before the scene is generated or loaded
+    scene = scene_dir(cfg)
+    if cfg.data is None:
+        from geocert_rs_sdf.scenes import SceneSpec, ensure_default_scene
+
+        ensure_default_scene(SceneSpec(width=cfg.scene_width, n_train=cfg.scene_views))
+    train_split, test = _load_splits(scene, cfg.max_views, cfg.eval_views)
+    fs, st = cfg.field, cfg.fit
+    try:
+        run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene),
+                       overwrite=not cfg.resume, scene=str(scene))
+    except ParameterError as exc:  # this command's spelling of the run layer's --overwrite
+        raise ParameterError(str(exc).replace("--overwrite", "--no-resume")) from None
+    device = run.device
+    ckpt = run.output / "checkpoint.pt"
+    start, opt_state, before = 0, None, {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "steps_timed": 0}
+    log_records: list[dict] = []
+    if cfg.resume and ckpt.is_file():
+        field, fs_old, st_old, data = load_checkpoint(ckpt)
+        if fs_old != fs or field.bound != train_split.bound or dataclasses.replace(st_old, steps=st.steps) != st:
+            raise ParameterError(f"{ckpt}: was trained with other settings; pass --no-resume to start over "
+                                 f"or another --output")
+        done = int(data["step"])
+        if done > st.steps:
+            raise ParameterError(f"{ckpt}: already trained for {done} steps, more than --steps {st.steps}; pass "
+                                 "--no-resume to start over or another --output")
+        start, opt_state = done, data.get("optimizer")
+        extra = data.get("extra", {})
+        before = {k: extra.get(k, v) for k, v in before.items()}
+        log_records = [r for r in read_jsonl(run.output / "train_log.jsonl") if r.get("step", math.inf) < start]
+        metrics_file = run.output / "metrics.json"
+        if start == st.steps and metrics_file.is_file():
+            old = read_json(metrics_file)
+            if isinstance(old, dict) and old.get("steps") == st.steps and old.get("test_views") == len(test.files):
+                _say(f"train-nerf: {run.output} is already trained for {st.steps} steps (test-view PSNR "
+                     f"{old.get('test_psnr', math.nan):.2f} dB); nothing to do (metrics.json kept)")
+                run.abort()  # a resumable run keeps its files; nothing was written
+                return old
+        _say(f"train-nerf: resuming {ckpt} at step {start}/{st.steps}")
+    else:
+        field = build_field(fs, train_split.bound, generator=torch.Generator().manual_seed(st.seed),
+                            init_sharpness=fs.sharpness * st.sharpness_start)
+    field = field.to(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def timing(step: int) -> dict[str, Any]:
+        return {"train_seconds": before["train_seconds"] + time.perf_counter() - t0,
+                "train_cpu_seconds": before["train_cpu_seconds"] + time.process_time() - c0,
+                "steps_timed": before["steps_timed"] + step - start}
+
+    def checkpoint(step: int, opt) -> None:
+        save_checkpoint(run.path("checkpoint.pt"), field, fs, st, step, opt, {"scene": str(scene), **timing(step)})
+        _write_log(run.path("train_log.jsonl"), log_records)
+
+    res = fit(field, fs, st, train_split, log=lambda step, stats: log_records.append({"step": step, **stats}),
+              progress=progress, start_step=start, optimizer_state=opt_state, checkpoint_fn=checkpoint,
+              checkpoint_every=cfg.checkpoint_every)
+    if res["steps_run"] > 0 or not ckpt.is_file():
+        checkpoint(st.steps, res["optimizer"])
+    timed = timing(st.steps)
+    if res["steps_run"] == 0:  # nothing trained now: the time recorded with the checkpoint
+        timed = {k: before[k] for k in timed}
+    ev = evaluate_views(field, fs, test, progress=progress)
+    steps_timed = max(int(timed["steps_timed"]), 1)
+    metrics = {"scene": str(scene), "density": fs.density, "steps": st.steps, "steps_this_run": res["steps_run"],
+               "train_seconds": round(timed["train_seconds"], 2),
+               "train_seconds_this_run": round(res["train_s"], 2) if res["steps_run"] else 0.0,
+               "seconds_per_step": round(timed["train_seconds"] / steps_timed, 4),
+               "train_cpu_seconds": round(timed["train_cpu_seconds"], 2), "threads": torch.get_num_threads(),
+               "device": str(device), "last_step": res["last"], "test_psnr": ev["psnr"], "test_ssim": ev["ssim"],
+               "test_views": len(ev["per_view"]), "per_view": ev["per_view"],
+               "checkpoint": str(run.output / "checkpoint.pt")}
+    run.finish(metrics)
+    _say(f"train-nerf: {st.steps} steps, test-view PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f} "
+         f"({len(ev['per_view'])} views) -> {run.output}")
+    return metrics
+
+
+def run(cfg: TrainNerfConfig) -> None:
+    train(cfg)
