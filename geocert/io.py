@@ -31,6 +31,7 @@ __all__ = [
     "write_config",
     "append_jsonl",
     "read_jsonl",
+    "repair_jsonl",
     "write_image",
     "read_image",
     "write_ply",
@@ -181,6 +182,23 @@ def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
         fh.write(line + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def repair_jsonl(path: str | os.PathLike) -> int:
+    """Cut a JSONL file back to its last complete line (an interrupted append leaves a partial one), so the
+    next append starts on a fresh line. Returns the number of bytes removed."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(data) - keep
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -288,7 +288,7 @@ def certify_dataset(run: Any, task: DatasetTask, settings: CertifySettings, *, e
         the metrics dict (the caller passes it to ``run.finish``). The standard plots are written.
     """
     from geocert.certify import check_tau_reachable
-    from geocert.io import read_jsonl
+    from geocert.io import read_jsonl, repair_jsonl
     from geocert.pipeline.executors import get_executor
     from geocert.pipeline.plots import write_standard_plots
     from geocert.pipeline.progress import Progress
@@ -306,6 +306,7 @@ def certify_dataset(run: Any, task: DatasetTask, settings: CertifySettings, *, e
     exe = get_executor(executor) if isinstance(executor, str) else executor
 
     npz = lambda name: run.dir / task.item_dir / f"{safe_name(name)}.npz"  # noqa: E731
+    repair_jsonl(run.dir / RESULTS)  # a run killed mid-append leaves a partial last line
     done = {r["name"]: r for r in read_jsonl(run.dir / RESULTS) if isinstance(r, dict) and "name" in r}
     done = {k: v for k, v in done.items() if npz(k).is_file()}
     todo = [n for n in names if n not in done]
