@@ -26,6 +26,7 @@ from geocert.report._blocks import (
     table,
     video,
 )
+from geocert.report._certify import certification_plots
 from geocert.report._core import (
     MAX_PAGE_BYTES,
     REPORT_NAME,
@@ -44,6 +45,7 @@ __all__ = [
     "Run",
     "Section",
     "guarantee_sentence",
+    "certification_plots",
     "REPORT_NAME",
     "MAX_PAGE_BYTES",
     "escape",

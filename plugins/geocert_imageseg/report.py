@@ -12,7 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from geocert.report import Run, Section, guarantee_sentence, image, note, plot, slider, table
+from geocert.report import (
+    Run,
+    Section,
+    certification_plots,
+    guarantee_sentence,
+    image,
+    note,
+    plot,
+    slider,
+    table,
+)
 
 __all__ = ["sections", "MAX_IMAGES"]
 
@@ -36,27 +46,35 @@ def _certify_sections(run: Run) -> list[Section]:
         params["radius"] = run.config["radius"]
     out: list[Section] = []
     units = run.config.get("pixel_units") or [0, 1]
-    g = guarantee_sentence(params, component="pixel", unit=f"ℓ2 (pixel values in {units})")
+    unit = None if params.get("radius_unit") else f"ℓ2 (pixel values in {units})"
+    g = guarantee_sentence(params, component="pixel", unit=unit)
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
     out.append(Section("Certified segmentation", _panels(run, params)))
     per_class = (m.get("pooled") or m).get("per_class") if m else None
     if isinstance(per_class, dict) and per_class:
         out.append(Section("Dice / IoU per class", _per_class(per_class)))
-    curve = m.get("certified_accuracy_curve")
-    if isinstance(curve, list) and curve:
+    if m.get("curve") or m.get("kfwer"):
+        out.append(Section("Certified accuracy", certification_plots(run, what="pixel")))
+    elif isinstance(m.get("certified_accuracy_curve"), list) and m["certified_accuracy_curve"]:
+        curve = m["certified_accuracy_curve"]
         run.mark_used("certified_accuracy_vs_radius.png")
-        out.append(Section("Certified accuracy vs radius", plot(
+        out.append(Section("Certified accuracy", plot(
             [{"type": "scatter", "mode": "lines+markers", "x": [c.get("radius") for c in curve],
               "y": [c.get("accuracy") for c in curve], "name": "certified pixel accuracy"}],
             {"xaxis": {"title": {"text": "ℓ2 radius (pixel values in [0, 1])"}},
              "yaxis": {"title": {"text": "certified pixel accuracy"}, "range": [0, 1]}}, height=340)))
     if run.results:
         run.mark_used("results.jsonl")
-        cols = ["name", "abstain_pct", "certified_pixel_accuracy", "mean_dice", "mean_iou", "height", "width"]
-        rows = [[r.get("name"), r.get("abstain_pct"), *[(r.get("metrics") or {}).get(c) for c in cols[2:5]],
-                 r.get("height"), r.get("width")] for r in run.results]
-        out.append(Section("Per image", table(cols, rows, sort_by="certified_pixel_accuracy",
+        cols = ["name", "certified accuracy", "abstain %", "mean Dice", "mean IoU", "height", "width"]
+        rows = []
+        for r in run.results:
+            rm = r.get("metrics") or {}
+            acc = r.get("certified_accuracy", rm.get("certified_pixel_accuracy"))
+            abst = r.get("abstain_pct", 100.0 * r["abstain_rate"] if isinstance(r.get("abstain_rate"), float) else None)
+            rows.append([r.get("name"), acc, abst, rm.get("mean_dice"), rm.get("mean_iou"), r.get("height"),
+                         r.get("width")])
+        out.append(Section("Per image", table(cols, rows, sort_by="certified accuracy",
                                               caption=f"{len(rows)} image(s); click a header to sort")))
     return out
 
@@ -100,23 +118,28 @@ def _colour(labels: Any, num_classes: int) -> Any:
     return pal[np.where((lab < 0) | (lab >= num_classes), num_classes, lab)]
 
 
-def _radius_map(certified_rgb: Any, radius: float) -> tuple[Any, str]:
-    """The per-pixel certified radius (R where certified, 0 where abstained) as a viridis RGB image."""
+def _heat(values: Any, vmax: float, cmap_name: str = "viridis") -> tuple[Any, str]:
+    """A [H, W] map in [0, vmax] as an RGB image, and an HTML colour bar for it."""
     import numpy as np
     from matplotlib import colormaps
+
+    cmap = colormaps[cmap_name]
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    img = (cmap(np.clip(v / vmax, 0, 1) if vmax > 0 else v)[..., :3] * 255 + 0.5).astype(np.uint8)
+    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})"
+                      for c in cmap(np.linspace(0, 1, 6)))
+    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
+           f"</span> {vmax:.4g}</span>")
+    return img, bar
+
+
+def _abstain_from_rgb(certified_rgb: Any) -> Any:
+    import numpy as np
 
     from geocert.io import ABSTAIN_COLOR
 
     rgb = np.asarray(certified_rgb)[..., :3]
-    abstain = np.all(rgb == np.array(ABSTAIN_COLOR, dtype=rgb.dtype), axis=-1)
-    r = np.where(abstain, 0.0, radius)
-    cmap = colormaps["viridis"]
-    img = (cmap(r / radius if radius > 0 else r)[..., :3] * 255 + 0.5).astype(np.uint8)
-    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})"
-                      for c in cmap(np.linspace(0, 1, 6)))
-    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
-           f"</span> {radius:.4g}</span>")
-    return img, bar
+    return np.all(rgb == np.array(ABSTAIN_COLOR, dtype=rgb.dtype), axis=-1)
 
 
 def _mask_path(image_path: Path) -> Path | None:
@@ -128,30 +151,63 @@ def _mask_path(image_path: Path) -> Path | None:
     return None
 
 
-def _panel(run: Run, name: str, image_path: str | None, mask_path: str | None, labels_rgb: Any,
-           num_classes: int, radius: float) -> str:
+def _panel(name: str, image_path: str | None, gt: Any | None, labels_rgb: Any, radius_map: Any,
+           vmax: float, radius_note: str, num_classes: int) -> str:
     figs, missing = [], []
     if image_path and Path(image_path).is_file():
         figs.append(image(_display_image(Path(image_path)), "image", width=_DISPLAY, pixelated=True))
     else:
         missing.append(f"image {image_path or '(not recorded)'}")
-    if mask_path and Path(mask_path).is_file():
-        import numpy as np
-
-        mask = np.asarray(_read_any(Path(mask_path)))
-        if mask.ndim == 3:
-            mask = mask[..., 0]
-        figs.append(image(_colour(mask, num_classes), "ground truth", width=_DISPLAY, pixelated=True))
-    elif mask_path:
-        missing.append(f"mask {mask_path}")
+    if gt is not None:
+        figs.append(image(_colour(gt, num_classes), "ground truth", width=_DISPLAY, pixelated=True))
     figs.append(image(labels_rgb, "certified labels (white = abstain)", width=_DISPLAY, pixelated=True))
-    rmap, bar = _radius_map(labels_rgb, radius)
-    figs.append(image(rmap, "per-pixel certified radius", width=_DISPLAY, pixelated=True).replace(
+    rmap, bar = _heat(radius_map, vmax)
+    figs.append(image(rmap, radius_note, width=_DISPLAY, pixelated=True).replace(
         "</figcaption>", f"<br>{bar}</figcaption>"))
     body = '<div class="gc-row">' + "".join(figs) + "</div>"
     if missing:
         body += note(f"{name}: not found any more, not shown: {'; '.join(missing)}", "warn")
     return body
+
+
+def _read_mask(path: Path | None) -> Any | None:
+    import numpy as np
+
+    if path is None or not Path(path).is_file():
+        return None
+    mask = np.asarray(_read_any(Path(path)))
+    return mask[..., 0] if mask.ndim == 3 else mask
+
+
+def _item(run: Run, rec: dict, num_classes: int, radius: float) -> tuple[str, float] | None:
+    """One image's panel: from ``items/<name>.npz`` (certified labels, ground truth, each pixel's own radius)
+    when the run wrote it, else from ``labels/<name>.png``."""
+    import numpy as np
+
+    from geocert.pipeline.dataset import safe_name
+
+    name = str(rec.get("name"))
+    npz = f"items/{safe_name(name)}.npz"
+    ip = rec.get("image")
+    if run.exists(npz):
+        z = run.npz(npz)
+        cert = np.asarray(z["certified"])
+        gt = np.asarray(z["target"]) if "target" in z and np.asarray(z["target"]).max(initial=-1) >= 0 else None
+        own = np.asarray(z["point_radius"], dtype=np.float64) if "point_radius" in z else None
+        if own is not None:
+            own = np.where(cert >= 0, own, 0.0)
+            vmax = float(own.max(initial=0.0)) or radius
+            cap = "each pixel's own radius σ·Φ⁻¹(p̲) (0 = abstain)"
+        else:
+            own, vmax, cap = np.where(cert >= 0, radius, 0.0), radius, "certified radius R (0 = abstain)"
+        return _panel(name, ip, gt, _colour(cert, num_classes), own, vmax, cap, num_classes), vmax
+    rel = f"labels/{name}.png"
+    if not run.exists(rel):
+        return None
+    rgb = run.image(rel)
+    gt = _read_mask(_mask_path(Path(ip))) if ip else None
+    rmap = np.where(_abstain_from_rgb(rgb), 0.0, radius)
+    return _panel(name, ip, gt, rgb, rmap, radius, "certified radius R (0 = abstain)", num_classes), radius
 
 
 def _legend(class_names: list[str], num_classes: int) -> str:
@@ -166,47 +222,49 @@ def _legend(class_names: list[str], num_classes: int) -> str:
 
 
 def _panels(run: Run, params: dict) -> str:
-    num_classes = int(params.get("num_classes") or 0)
+    import numpy as np
+
+    num_classes = int(params.get("num_classes") or run.config.get("num_classes") or 0)
     radius = float(params.get("radius") or 0.0)
-    names = params.get("class_names") or []
+    names = params.get("class_names") or run.config.get("class_names") or []
     if run.results:  # dataset mode: one frame per image, a slider over them
         recs = run.results[:MAX_IMAGES]
         frames, labels = [], []
         for r in recs:
-            name = str(r.get("name"))
-            rel = f"labels/{name}.png"
-            if not run.exists(rel):
-                continue
-            ip = r.get("image")
-            mp = _mask_path(Path(ip)) if ip else None
             k = num_classes or int(len((r.get("metrics") or {}).get("per_class") or {})) or 1
-            frames.append(_panel(run, name, ip, str(mp) if mp else None, run.image(rel), k, radius))
-            acc = (r.get("metrics") or {}).get("certified_pixel_accuracy")
-            labels.append(f"{name}" + (f" (certified acc {acc:.3f})" if isinstance(acc, float) else ""))
+            got = _item(run, r, k, radius)
+            if got is None:
+                continue
+            frames.append(got[0])
+            acc = r.get("certified_accuracy", (r.get("metrics") or {}).get("certified_pixel_accuracy"))
+            labels.append(f"{r.get('name')}" + (f" (certified acc {acc:.3f})" if isinstance(acc, float) else ""))
         for f in run.files("labels/*.png"):
             run.mark_used(f)
         if not frames:
-            return note("no labels/*.png written yet")
+            return note("no items/*.npz or labels/*.png written yet")
         extra = (f" The first {len(frames)} of {len(run.results)} images are shown." if len(run.results) > len(recs)
                  else "")
         return (_legend(names, num_classes) + slider(frames, labels, title="image") +
-                note("SegCertify certifies every non-abstained pixel at the same radius R = σ·Φ⁻¹(τ), so the "
-                     f"radius map is R on certified pixels and 0 on abstentions.{extra}"))
+                note("Every certified pixel keeps its label within R = σ·Φ⁻¹(τ); the heat map shows each pixel's own "
+                     f"(larger or equal) radius σ·Φ⁻¹(p̲) where the run stored it.{extra}"))
     # single image: labels.npy (exact) or labels.png
     if run.exists("labels.npy"):
-        lab_rgb = _colour(run.npy("labels.npy"), max(num_classes, 1))
+        lab = run.npy("labels.npy")
+        lab_rgb = _colour(lab, max(num_classes, 1))
+        abstain = np.asarray(lab) < 0
         run.mark_used("labels.png")
     elif run.exists("labels.png"):
         lab_rgb = run.image("labels.png")
+        abstain = _abstain_from_rgb(lab_rgb)
     else:
         return note("no labels.npy / labels.png in this run folder")
     run.mark_used("comparison.png")
     cfg = run.params
+    ip = params.get("image") or cfg.get("image")
+    gt = _read_mask(Path(cfg["mask"])) if cfg.get("mask") else None
     return (_legend(names, num_classes) +
-            _panel(run, Path(str(cfg.get("image") or params.get("image"))).name, params.get("image") or cfg.get("image"),
-                   cfg.get("mask"), lab_rgb, max(num_classes, 1), radius) +
-            note("SegCertify certifies every non-abstained pixel at the same radius R = σ·Φ⁻¹(τ): the radius map "
-                 "is R on certified pixels and 0 on abstentions."))
+            _panel(Path(str(ip)).name, ip, gt, lab_rgb, np.where(abstain, 0.0, radius), radius,
+                   "certified radius R (0 = abstain)", max(num_classes, 1)))
 
 
 def _per_class(per_class: dict) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geocert.report import Run, Section, guarantee_sentence, note, plot, rounded, table
+from geocert.report import Run, Section, certification_plots, guarantee_sentence, note, plot, rounded, table
 
 __all__ = ["sections", "MAX_CLOUDS", "MAX_POINTS"]
 
@@ -40,12 +40,10 @@ def _certify_sections(run: Run) -> list[Section]:
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
     out.append(Section("Certified clouds (3D)", _clouds(run)))
-    out.append(Section("Certified accuracy", _plots(run)))
+    out.append(Section("Certified accuracy", certification_plots(
+        run, what="point", unit="rotation radius (degrees)" if m.get("mode") == "rotation" else "ℓ2 radius")))
     if run.results:
         out.append(Section("Per shape", _shape_table(run)))
-    for f in run.files("*.png"):  # the static versions of the plots above
-        if f in ("certified_accuracy_vs_radius.png", "bonferroni_vs_holm.png", "kfwer.png"):
-            run.mark_used(f)
     return out
 
 
@@ -70,7 +68,9 @@ def _clouds(run: Run) -> str:
     if not files:
         return note("no shapes/*.npz in this run folder: nothing to show in 3D")
     shown = files[:MAX_CLOUDS]
-    names = {r.get("name", "").replace("/", "_"): r for r in run.results}
+    from geocert.pipeline.dataset import safe_name
+
+    names = {safe_name(str(r.get("name", ""))): r for r in run.results}
     clouds = [(f, run.npz(f)) for f in shown]
     parts = max(int(max(z[k].max(initial=-1) for k in ("certified", "smoothed", "clean", "target") if k in z))
                 for _, z in clouds) + 1
@@ -116,51 +116,6 @@ def _clouds(run: Run) -> str:
     caption = (f"{msg}. Colour = part (abstentions white); drag to rotate, scroll to zoom, hover a point for its "
                "part, top-class count and its own radius σ·Φ⁻¹(p̲) (0 when abstained).")
     return plot([], layout, items=items, height=560, caption=caption)
-
-
-def _plots(run: Run) -> str:
-    m = run.metrics
-    xlab = "rotation radius (degrees)" if m.get("mode") == "rotation" else "ℓ2 radius"
-    blocks = []
-    corr = m.get("correction", "holm")
-    curve = [c for c in m.get("curve") or [] if isinstance(c, dict)]
-    traces = []
-    pts = [c for c in curve if c.get("correction") == corr]
-    if pts:
-        traces.append({"type": "scatter", "mode": "lines+markers+text", "name": f"SegCertify ({corr})",
-                       "x": [c["radius"] for c in pts], "y": [c["certified_accuracy"] for c in pts],
-                       "text": [f"τ={c['tau']:g}" for c in pts], "textposition": "top right"})
-    cr = m.get("cohen_radius_curve")
-    if isinstance(cr, dict) and cr.get("radius"):
-        traces.append({"type": "scatter", "mode": "lines", "name": "per-point radius σΦ⁻¹(p̲)",
-                       "x": rounded(cr["radius"], 5), "y": rounded(cr["certified_accuracy"], 5),
-                       "line": {"dash": "dash"}})
-    if traces:
-        blocks.append(plot(traces, {"title": {"text": "certified accuracy vs radius"},
-                                    "xaxis": {"title": {"text": xlab}},
-                                    "yaxis": {"title": {"text": "certified per-point accuracy"}, "range": [0, 1]}},
-                           height=380))
-    if curve:
-        tr = []
-        for c_name in sorted({c.get("correction") for c in curve}):
-            cs = [c for c in curve if c.get("correction") == c_name]
-            tr.append({"type": "scatter", "mode": "lines+markers", "name": str(c_name),
-                       "x": [c["tau"] for c in cs], "y": [c["certified_accuracy"] for c in cs],
-                       "customdata": [c.get("radius") for c in cs],
-                       "hovertemplate": "τ=%{x}<br>R=%{customdata:.4f}<br>acc %{y:.4f}"})
-        blocks.append(plot(tr, {"title": {"text": "Bonferroni vs Holm (vs no correction)"},
-                                "xaxis": {"title": {"text": "τ"}},
-                                "yaxis": {"title": {"text": "certified accuracy"}, "range": [0, 1]}}, height=380))
-    kf = [c for c in m.get("kfwer") or [] if isinstance(c, dict)]
-    if kf:
-        blocks.append(plot([{"type": "scatter", "mode": "lines+markers", "name": "k-FWER",
-                             "x": [c["k"] for c in kf], "y": [c["certified_accuracy"] for c in kf]}],
-                           {"title": {"text": f"k-FWER (τ = {kf[0].get('tau', '?')})"},
-                            "xaxis": {"title": {"text": "k (wrong certificates tolerated)"}, "type": "log"},
-                            "yaxis": {"title": {"text": "certified accuracy"}, "range": [0, 1]}}, height=380))
-    if not blocks:
-        return note("metrics.json has no curves yet")
-    return '<div class="gc-row">' + "".join(f'<div style="flex:1 1 420px">{b}</div>' for b in blocks) + "</div>"
 
 
 def _shape_table(run: Run) -> str:
