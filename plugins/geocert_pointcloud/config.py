@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from geocert.pipeline.options import ExecutorOptions
+from geocert.pipeline.options import CertifyOptions
 
 __all__ = ["TrainPcConfig", "CertifyPcConfig", "PLUGIN_NAME", "PLUGIN_VERSION"]
 
@@ -55,6 +55,9 @@ class TrainPcConfig:
     """Weight λ of the consistency loss KL(p̄ ‖ p_k) between the noisy copies' predictions and their mean."""
     entropy: float = 0.0
     """Weight η of the entropy H(p̄) of the copies' mean prediction (sharpens it)."""
+    count_loss: float = 0.0
+    """Weight of a soft count of the points whose mean probability of the true part over the noisy copies
+    exceeds --calibration-cut (rewards what certification counts; gives up points far below the cut)."""
     calibrate: bool = False
     """After training, tune one logit bias per part on the training shapes so that as many points as
     possible get a vote fraction above --calibration-cut under σ-noise (class-prior calibration of the
@@ -76,8 +79,11 @@ class TrainPcConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class CertifyPcConfig(ExecutorOptions):
-    """Certify every point of a cloud or of a dataset split (SegCertify): certified part or abstain."""
+class CertifyPcConfig(CertifyOptions):
+    """Certify every point of a cloud or of a dataset split (SegCertify): certified part or abstain.
+
+    The certification options (σ, n0, n, τ, α, correction, k, seed, device, executor...) are the core's
+    CertifyOptions; σ is in unit-sphere units (mode xyz)."""
 
     data: tyro.conf.Positional[Path | None] = None
     """A ShapeNet-part folder, or one cloud file (.txt x y z [nx ny nz] [part], .ply, .npy). Default: the
@@ -91,8 +97,6 @@ class CertifyPcConfig(ExecutorOptions):
     normals: bool = False
     """A user's model (TorchScript / factory) also takes each point's unit normal: input [B, N, 6]; the noise
     covers xyz only (train-pc checkpoints say themselves whether they take normals)."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto (CUDA when present). Noise is drawn on this device."""
     output: Path = Path("outputs/certify-pc")
     """Output folder: metrics.json, results.jsonl, shapes/*.npz, ply/*.ply, plots, config.json."""
     split: Literal["train", "val", "test"] = "test"
@@ -104,36 +108,14 @@ class CertifyPcConfig(ExecutorOptions):
     mode: Literal["xyz", "rotation"] = "xyz"
     """xyz: Gaussian noise on every coordinate (ℓ2 radius); rotation: Gaussian noise on the rotation angle
     about the up (y) axis (angle radius)."""
-    sigma: float = 0.25
-    """Noise std σ on xyz (mode xyz), in unit-sphere units."""
     angle_sigma_deg: float = 10.0
     """Noise std of the rotation angle in degrees (mode rotation)."""
-    n0: int = 10
-    """Selection samples (choose each point's top part); must be < n."""
-    n: int = 1000
-    """Estimation samples (test each point's top part)."""
-    tau: float = 0.75
-    """Threshold τ ∈ [0.5, 1): certify a point when P(top part) > τ; radius R = σ·Φ⁻¹(τ)."""
-    alpha: float = 0.001
-    """Family-wise error level α per cloud."""
-    correction: Literal["none", "bonferroni", "holm"] = "holm"
-    """Multiple-testing correction over the points of a cloud."""
-    k: int = 1
-    """k-FWER: allow up to k−1 false certificates per cloud with probability ≥ 1−α (k = 1: FWER)."""
     batch_size: int = 100
     """Noisy clouds per forward pass."""
-    seed: int = 0
-    """Seed of the noise (runs are reproducible)."""
     num_points: int = 2048
     """Points per cloud (resampled)."""
-    curve_taus: tuple[float, ...] = (0.55, 0.65, 0.75, 0.85, 0.9, 0.95, 0.99)
-    """Thresholds τ for the certified-accuracy-vs-radius and Bonferroni-vs-Holm plots (from the same samples)."""
     save_ply: bool = True
     """Write ply/<shape>.ply coloured by certified part (abstentions white)."""
-    overwrite: bool = False
-    """Discard results already in --output instead of resuming."""
-    threads: int = 1
-    """torch CPU threads (1 is fastest on a shared machine: small ops stall on busy cores with more)."""
 
     def main(self) -> None:
         from geocert_pointcloud.certify_pc import run
