@@ -189,10 +189,14 @@ def rounded(values: Any, digits: int = 4) -> list:
 
 
 def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, list):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, (list, tuple)):
         return [_nan_to_none(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
+    if isinstance(x, Mapping):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if hasattr(x, "tolist"):
+        return _nan_to_none(x.tolist())
     return x
 
 
@@ -206,7 +210,7 @@ def _json_default(obj: Any) -> Any:
 
 def script_json(obj: Any) -> str:
     """JSON safe to place inside ``<script type="application/json">`` (no ``</``, no NaN)."""
-    text = json.dumps(obj, default=_json_default, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(_nan_to_none(obj), default=_json_default, separators=(",", ":"), allow_nan=False)
     return text.replace("</", "<\\/")
 
 

@@ -32,12 +32,14 @@ class Section:
     """One section of the page.
 
     ``body`` is HTML (build it with the helpers of :mod:`geocert.report`: ``image``, ``table``, ``plot``,
-    ``slider``, ``video``, ``note``; text must be escaped with ``escape``). ``role="guarantee"`` makes the
-    body the page header's one-sentence guarantee instead of a section of its own.
+    ``slider``, ``video``, ``note``; text must be escaped with ``escape``), or a function returning HTML.
+    ``role="guarantee"`` makes the body the page header's one-sentence guarantee instead of a section.
     """
 
     title: str
-    body: str
+    body: str | Callable[[], str]
+    """HTML, or a function returning it: then it is called while the page is built, and if it raises only this
+    section becomes a "could not render" note (the plugin's other sections still show)."""
     role: str = "section"
 
     def __post_init__(self) -> None:
@@ -331,10 +333,19 @@ def build_report(run_dir: str | Path) -> str:
         if os.environ.get("GEOCERT_REPORT_DEBUG"):  # plugin authors: the full traceback of their hook
             traceback.print_exc()
     for s in produced:
-        if isinstance(s, Section) and s.role == "guarantee":
-            guarantee = s.body
-        elif isinstance(s, Section) and isinstance(s.body, str):
-            plugin_sections.append((str(s.title), s.body))
+        if isinstance(s, Section):
+            try:
+                body = s.body() if callable(s.body) else s.body
+                if not isinstance(body, str):
+                    raise TypeError(f"the section's body is a {type(body).__name__}, not HTML text")
+            except Exception as exc:
+                body = _failed(str(s.title), exc)
+                if s.role == "guarantee":
+                    continue
+            if s.role == "guarantee":
+                guarantee = body
+            else:
+                plugin_sections.append((str(s.title), body))
         else:
             plugin_sections.append(("(bad section)", _failed("(bad section)", TypeError(
                 f"the report hook returned a {type(s).__name__}, not a geocert.report.Section"))))

@@ -23,8 +23,8 @@ def sections(run: Run) -> list[Section]:
         return []
     m = run.metrics
     out = [Section("guarantee", _guarantee(m), role="guarantee"),
-           Section("Image, scribbles and mask", _images(run)),
-           Section("Connectivity", _connectivity(m))]
+           Section("Image, scribbles and mask", lambda: _images(run)),
+           Section("Connectivity", lambda: _connectivity(m))]
     return out
 
 

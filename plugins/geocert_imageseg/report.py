@@ -50,12 +50,12 @@ def _certify_sections(run: Run) -> list[Section]:
     g = guarantee_sentence(params, component="pixel", unit=unit)
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
-    out.append(Section("Certified segmentation", _panels(run, params)))
+    out.append(Section("Certified segmentation", lambda: _panels(run, params)))
     per_class = (m.get("pooled") or m).get("per_class") if m else None
     if isinstance(per_class, dict) and per_class:
-        out.append(Section("Dice / IoU per class", _per_class(per_class)))
+        out.append(Section("Dice / IoU per class", lambda: _per_class(per_class)))
     if m.get("curve") or m.get("kfwer"):
-        out.append(Section("Certified accuracy", certification_plots(run, what="pixel")))
+        out.append(Section("Certified accuracy", lambda: certification_plots(run, what="pixel")))
     elif isinstance(m.get("certified_accuracy_curve"), list) and m["certified_accuracy_curve"]:
         curve = m["certified_accuracy_curve"]
         run.mark_used("certified_accuracy_vs_radius.png")

@@ -39,11 +39,11 @@ def _certify_sections(run: Run) -> list[Section]:
     g = guarantee_sentence(m, component="point", unit=unit)
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
-    out.append(Section("Certified clouds (3D)", _clouds(run)))
-    out.append(Section("Certified accuracy", certification_plots(
+    out.append(Section("Certified clouds (3D)", lambda: _clouds(run)))
+    out.append(Section("Certified accuracy", lambda: certification_plots(
         run, what="point", unit="rotation radius (degrees)" if m.get("mode") == "rotation" else "ℓ2 radius")))
     if run.results:
-        out.append(Section("Per shape", _shape_table(run)))
+        out.append(Section("Per shape", lambda: _shape_table(run)))
     return out
 
 

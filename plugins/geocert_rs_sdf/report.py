@@ -57,9 +57,9 @@ def _sdf_sections(run: Run) -> list[Section]:
     g = _sdf_guarantee(m)
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
-    out.append(Section("SDF slices", _slices(run)))
+    out.append(Section("SDF slices", lambda: _slices(run)))
     if run.exists("mesh.ply"):
-        out.append(Section("Zero-level mesh (3D)", _mesh(run, "mesh.ply")))
+        out.append(Section("Zero-level mesh (3D)", lambda: _mesh(run, "mesh.ply")))
     band = m.get("band")
     if isinstance(band, dict):
         rows = [[k, v.get("voxels"), v.get("mean_abs_error_vox"), v.get("p95_abs_error_vox"),
@@ -236,8 +236,8 @@ def _per_view_table(m: dict) -> str:
 
 def _render_sections(run: Run) -> list[Section]:
     m = run.metrics
-    out = [Section("Test views: rendered vs ground truth", _views(run)),
-           Section("PSNR / SSIM / Chamfer", _per_view_table(m))]
+    out = [Section("Test views: rendered vs ground truth", lambda: _views(run)),
+           Section("PSNR / SSIM / Chamfer", lambda: _per_view_table(m))]
     mp4 = run.read_bytes("orbit.mp4") if run.exists("orbit.mp4") else None
     gif = run.read_bytes("orbit.gif") if run.exists("orbit.gif") else None
     for f in run.files("orbit/*.png"):
@@ -253,7 +253,7 @@ def _render_sections(run: Run) -> list[Section]:
     if imgs:
         out.append(Section("SDF slice and depth", '<div class="gc-row">' + "".join(imgs) + "</div>"))
     if run.exists("mesh.ply"):
-        out.append(Section("Extracted mesh (3D)", _mesh(run, "mesh.ply")))
+        out.append(Section("Extracted mesh (3D)", lambda: _mesh(run, "mesh.ply")))
     elif "mesh" in m and m.get("mesh") is None:
         out.append(Section("Extracted mesh (3D)", note("no mesh: the field has no zero crossing at this resolution")))
     return out
@@ -278,5 +278,5 @@ def _train_sections(run: Run) -> list[Section]:
             "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "loss"}},
             "yaxis2": {"title": {"text": "PSNR (dB)"}, "overlaying": "y", "side": "right"}}, height=340)))
     if run.metrics.get("per_view"):
-        out.append(Section("Test views: PSNR / SSIM", _per_view_table(run.metrics)))
+        out.append(Section("Test views: PSNR / SSIM", lambda: _per_view_table(run.metrics)))
     return out
