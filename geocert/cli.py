@@ -89,6 +89,14 @@ def _print_help(table: dict[str, tuple[type, str]]) -> None:
     print("\n  --version     print the version and exit")
 
 
+def readable_help(text: str) -> str:
+    """tyro's help with optional values written for people: ``{None}|PATH`` → ``PATH``, ``(default: None)``
+    → ``(default: unset)``; the description column keeps its place."""
+    text = re.sub(r"\{None\}\|(\S+)( {2,})", lambda m: m.group(1) + m.group(2) + " " * 7, text)
+    text = text.replace("{None}|", "")
+    return text.replace("(default: None)", "(default: unset)")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -115,9 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         print(f"geocert: error: unknown command {name!r}{hint}; see geocert --help", file=sys.stderr)
         return 2
+    import contextlib
+    import io
+
+    wants_help = any(a in ("-h", "--help") for a in rest)
+    buf = io.StringIO()
     try:
-        config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
+        with contextlib.redirect_stdout(buf) if wants_help else contextlib.nullcontext():
+            config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
     except SystemExit as exc:
+        if wants_help:
+            sys.stdout.write(readable_help(buf.getvalue()))
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     from geocert.pipeline.run import abort_active
 

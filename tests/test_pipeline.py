@@ -282,7 +282,7 @@ def test_model_failure_is_one_line_naming_the_item(tmp_path):
 
 
 def test_settings_validation_names_options():
-    with pytest.raises(ParameterError, match="n0 must be < n"):
+    with pytest.raises(ParameterError, match="--n0 must be < --n"):
         _settings(n0=300).validate()
     with pytest.raises(ParameterError, match="curve-taus"):
         _settings(curve_taus=(0.3,)).validate()

@@ -98,14 +98,15 @@ class CertifySettings:
         sigma, tau, alpha = check_sigma(self.sigma), check_tau(self.tau), check_alpha(self.alpha)
         n0, n = check_positive_int(self.n0, "n0"), check_positive_int(self.n, "n")
         if n0 >= n:
-            raise ParameterError(f"n0 must be < n (few selection samples, many estimation samples), got n0={n0}, n={n}")
+            raise ParameterError(f"--n0 must be < --n (few selection samples, many estimation samples), got "
+                                 f"n0={n0}, n={n}")
         correction, k = check_correction(self.correction, self.k)
         check_positive_int(self.batch_size, "batch-size")
         for t in self.curve_taus:
             if not (isinstance(t, (int, float)) and math.isfinite(t) and 0.5 <= t < 1.0):
-                raise ParameterError(f"curve-taus must lie in [0.5, 1), got {t}")
+                raise ParameterError(f"--curve-taus must lie in [0.5, 1), got {t}")
         for kk in self.kfwer_ks:
-            check_positive_int(kk, "kfwer k")
+            check_positive_int(kk, "kfwer-ks")
         return dataclasses.replace(self, sigma=sigma, tau=tau, alpha=alpha, n0=n0, n=n, correction=correction, k=k)
 
     def key(self) -> dict:
