@@ -97,6 +97,20 @@ def readable_help(text: str) -> str:
     return text.replace("(default: None)", "(default: unset)")
 
 
+def parse_error_line(text: str) -> str:
+    """The message of tyro's boxed argument error in one line ("Error parsing --epochs: invalid ...")."""
+    keep = []
+    for raw in text.splitlines():
+        line = raw.strip().strip("│|").strip()
+        if not line or line[0] in "╭╰┌└+" or set(line) <= set("─-=━ "):
+            if keep:
+                break  # the first block is the message; the help text follows a rule
+            continue
+        keep.append(line)
+    msg = " ".join(keep) or "invalid arguments"
+    return re.sub(r"^Error parsing (--[\w.-]+): ", r"\1: ", msg)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -127,14 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     import io
 
     wants_help = any(a in ("-h", "--help") for a in rest)
-    buf = io.StringIO()
+    buf, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(buf) if wants_help else contextlib.nullcontext():
+        with contextlib.redirect_stdout(buf) if wants_help else contextlib.nullcontext(), \
+                contextlib.redirect_stderr(err):
             config = tyro.cli(table[name][0], args=rest, prog=f"geocert {name}")
     except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         if wants_help:
             sys.stdout.write(readable_help(buf.getvalue()))
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if code and err.getvalue().strip():  # tyro's boxed parse error, as one line
+            print(f"geocert {name}: error: {parse_error_line(err.getvalue())} (see geocert {name} --help)",
+                  file=sys.stderr)
+        return code
+    if err.getvalue():
+        sys.stderr.write(err.getvalue())
     from geocert.pipeline.run import abort_active
 
     try:

@@ -31,3 +31,18 @@ def test_errors_name_options_as_typed():
         check_positive_int(0, "batch_size")
     with pytest.raises(ParameterError, match=r"^--angle-sigma-deg must be > 0"):
         check_sigma(-1, "angle_sigma_deg")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "nan"], "--n: invalid literal for int()"),
+        (["--bogus", "3"], "Unrecognized options: --bogus, 3"),
+        (["--mode", "foo"], "invalid choice 'foo' for argument '--mode'"),
+        (["--sigma"], "Missing value for argument '--sigma'"),
+    ],
+)
+def test_parse_errors_are_one_line(args, message, capsys):
+    assert main(["certify-pc", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("geocert certify-pc: error: ") and message in err[0], err
