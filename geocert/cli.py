@@ -98,16 +98,22 @@ def readable_help(text: str) -> str:
 
 
 def parse_error_line(text: str) -> str:
-    """The message of tyro's boxed argument error in one line ("Error parsing --epochs: invalid ...")."""
-    keep = []
+    """The message of tyro's argument error in one line ("--epochs: invalid literal ..."), from its rich box
+    (terminal) or its ASCII form (title line, rule, message, rule, help)."""
+    blocks: list[list[str]] = [[]]
     for raw in text.splitlines():
         line = raw.strip().strip("│|").strip()
-        if not line or line[0] in "╭╰┌└+" or set(line) <= set("─-=━ "):
-            if keep:
-                break  # the first block is the message; the help text follows a rule
+        if not line:
             continue
-        keep.append(line)
-    msg = " ".join(keep) or "invalid arguments"
+        if line[0] in "╭╰┌└" or set(line) <= set("─-=━ "):
+            if blocks[-1]:
+                blocks.append([])
+            continue
+        blocks[-1].append(line)
+    blocks = [b for b in blocks if b]
+    if "╭" not in text and len(blocks) > 1:
+        blocks = blocks[1:]  # the ASCII form's title line ("Value error")
+    msg = " ".join(blocks[0]) if blocks else "invalid arguments"
     return re.sub(r"^Error parsing (--[\w.-]+): ", r"\1: ", msg)
 
 
