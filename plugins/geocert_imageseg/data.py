@@ -26,16 +26,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 
 
 def _read_array(path: Path) -> np.ndarray:
+    """The file's pixels; an unreadable file is one line naming it and what was expected (library hints such
+    as imageio's plugin suggestions or NumPy's allow_pickle advice are not passed on: they mislead here)."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
     if path.suffix.lower() == ".npy":
         try:
             return np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"{path}: cannot read array ({type(exc).__name__}: {exc})") from None
+        except Exception:
+            raise InputError(f"{path}: not a readable NumPy .npy array (corrupt, truncated, or not an array "
+                             "of numbers)") from None
     from geocert.io import read_image
 
-    return np.asarray(read_image(path))
+    try:
+        return np.asarray(read_image(path))
+    except InputError:
+        raise InputError(f"{path}: cannot read image (corrupt, truncated, or not a "
+                         f"{path.suffix.lstrip('.').upper() or 'known'} image)") from None
 
 
 def load_image(path: str | Path) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""The built-in small U-Net (segmentation base model and σ-conditioned denoiser) and model loading.
+"""The built-in small U-Net (segmentation base model and σ-conditioned denoiser), its checkpoints, and the
+checks of its architecture options against the input size.
 
 Checkpoints written by ``geocert train-seg`` / ``train-denoiser --kind unet`` are ``torch.save`` dicts with
-plain metadata (``kind``, ``in_channels``, ``num_classes``, ``width``, ``train_sigma``, ``class_names``) and a
-``state_dict``. A user's own segmentation model can be a TorchScript file taking ``[B, C, H, W]`` float images
-in [0, 1] and returning logits ``[B, K, H, W]`` (or integer labels ``[B, H, W]``).
+plain metadata (``kind``, ``in_channels``, ``num_classes``, ``width``, ``depth``, ``train_sigma``,
+``class_names``) and a ``state_dict``. Users' own models (TorchScript, ``package.module:factory``) are loaded
+by :func:`geocert.pipeline.load_model`, with :func:`load_segmenter` as the loader of this plugin's format.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from torch import nn
 from geocert.errors import InputError
 from geocert.io import read_checkpoint
 
-__all__ = ["UNet", "SegModel", "save_checkpoint", "load_checkpoint", "load_segmenter", "SEG_KIND", "DENOISER_KIND"]
+__all__ = ["UNet", "SegModel", "save_checkpoint", "load_checkpoint", "load_segmenter", "unet_parameters",
+           "check_unet_options", "SEG_KIND", "DENOISER_KIND", "MAX_PARAMETERS"]
 
 SEG_KIND = "geocert-imageseg-unet-seg"
 DENOISER_KIND = "geocert-imageseg-unet-denoiser"
+MAX_PARAMETERS = 100_000_000
+"""Largest U-Net a command builds (--width / --depth beyond it are refused before any work)."""
+MIN_BOTTLENECK = 2
+"""The deepest U-Net level must keep at least this many pixels per side."""
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -109,25 +115,45 @@ def load_checkpoint(path: str | Path, expect_kind: str) -> tuple[nn.Module, dict
     return model.eval(), meta
 
 
-def load_segmenter(path: str | Path, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a segmentation base model: a ``train-seg`` checkpoint or a TorchScript file.
+def load_segmenter(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a ``train-seg`` checkpoint: (:class:`SegModel` mapping ``[B, C, H, W]`` → logits ``[B, K, H, W]``,
+    meta). The ``native`` loader given to :func:`geocert.pipeline.load_model`."""
+    return load_checkpoint(path, SEG_KIND)
 
-    Returns (module mapping ``[B, C, H, W]`` → logits ``[B, K, H, W]`` or labels ``[B, H, W]``, meta).
-    For TorchScript, ``in_channels`` / ``num_classes`` are unknown until probed (meta values ``None``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
-    except Exception:
-        scripted = None
-    if scripted is not None:
-        meta = {"kind": "torchscript", "in_channels": None, "num_classes": num_classes, "train_sigma": None,
-                "class_names": None}
-        return scripted.eval(), meta
-    model, meta = load_checkpoint(path, SEG_KIND)
-    if num_classes is not None and num_classes != meta["num_classes"]:
-        from geocert.errors import ParameterError
 
-        raise ParameterError(f"num-classes {num_classes} differs from the model's {meta['num_classes']} classes")
-    return model, meta
+def _block_parameters(cin: int, cout: int) -> int:
+    return 9 * cin * cout + cout + 9 * cout * cout + cout + 4 * cout  # two 3x3 convs + two GroupNorms
+
+
+def unet_parameters(in_channels: int, out_channels: int, width: int, depth: int) -> int:
+    """The parameter count of :class:`UNet` (closed form: nothing is allocated)."""
+    chans = [width * 2**i for i in range(depth + 1)]
+    total = _block_parameters(in_channels, chans[0]) + chans[0] * out_channels + out_channels
+    for i in range(depth):
+        total += _block_parameters(chans[i], chans[i + 1])  # down path
+        total += 4 * chans[i + 1] * chans[i] + chans[i]  # 2x2 transposed conv
+        total += _block_parameters(2 * chans[i], chans[i])  # up path
+    return total
+
+
+def check_unet_options(*, width: int, depth: int, image_size: tuple[int, int], in_channels: int,
+                       out_channels: int, what: str = "training images") -> None:
+    """Refuse a U-Net that cannot work on ``image_size`` (H, W) or would not fit: one line naming the options.
+
+    Each level halves the image, so ``depth`` must keep at least :data:`MIN_BOTTLENECK` pixels per side at the
+    deepest level; the parameter count must stay within :data:`MAX_PARAMETERS`."""
+    from geocert.errors import ParameterError
+    from geocert.validate import check_positive_int
+
+    check_positive_int(width, "--width")
+    check_positive_int(depth, "--depth")
+    side = min(image_size)
+    max_depth = max(0, (side // MIN_BOTTLENECK).bit_length() - 1)
+    if depth > max_depth:
+        raise ParameterError(f"--depth {depth}: the U-Net halves the image {depth} times, but the "
+                             f"{image_size[0]}x{image_size[1]} {what} allow at most --depth {max_depth} (the deepest "
+                             f"level must keep at least {MIN_BOTTLENECK}x{MIN_BOTTLENECK} pixels)")
+    params = unet_parameters(in_channels, out_channels, width, depth)
+    if params > MAX_PARAMETERS:
+        raise ParameterError(f"--width {width} --depth {depth}: the U-Net would have {params / 1e6:.0f} M parameters "
+                             f"(limit {MAX_PARAMETERS // 1_000_000} M); lower --width or --depth")

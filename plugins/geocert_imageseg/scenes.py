@@ -28,7 +28,7 @@ import numpy as np
 
 from geocert.io import atomic_directory
 
-__all__ = ["CLASS_NAMES", "make_xray", "make_skin", "make_coins", "make_dataset", "default_dataset", "cache_dir"]
+__all__ = ["CLASS_NAMES", "make_xray", "make_skin", "make_coins", "make_dataset", "default_dataset", "resolve_data"]
 
 CLASS_NAMES = {
     "xray": ["background", "lungs", "heart", "clavicles"],
@@ -176,16 +176,23 @@ def make_dataset(out: str | os.PathLike, *, kind: str = "xray", num_train: int =
     return out
 
 
-def cache_dir() -> Path:
-    """``$GEOCERT_CACHE/imageseg`` or ``~/.cache/geocert/imageseg``."""
-    base = os.environ.get("GEOCERT_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "geocert") / "imageseg"
-
-
 def default_dataset(kind: str = "xray", size: int = 64, num_train: int = 64, num_test: int = 8,
                     seed: int = 0) -> Path:
-    """The default data set for ``kind``, generated once into the cache folder and reused afterwards."""
-    root = cache_dir() / f"{kind}_{size}px_{num_train}+{num_test}_seed{seed}"
+    """The default data set for ``kind``, generated once into ``$GEOCERT_CACHE/imageseg/`` and reused."""
+    from geocert.pipeline import cache_root
+
+    root = cache_root("imageseg", f"{kind}_{size}px_{num_train}+{num_test}_seed{seed}")
     if not (root / "classes.json").is_file():
         make_dataset(root, kind=kind, num_train=num_train, num_test=num_test, size=size, seed=seed)
     return root
+
+
+def resolve_data(path: str | os.PathLike | None) -> Path:
+    """The data-set root: the given folder, or the default synthetic X-ray set (generated once, cached)."""
+    from geocert.errors import InputError
+
+    if path is None:
+        return default_dataset("xray")
+    if not Path(path).is_dir():
+        raise InputError(f"{path}: data-set folder not found")
+    return Path(path)

@@ -1,5 +1,6 @@
 """Training the built-in base models: the segmentation U-Net (optionally with Gaussian noise augmentation,
-the SegCertify base model) and the denoisers (σ-conditioned U-Net, or a small diffusers DDPM)."""
+the SegCertify base model) and the denoisers (σ-conditioned U-Net, or a small diffusers DDPM); and the
+default models certify-seg uses when none is given (trained once on the default data, cached)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from geocert.pipeline.progress import Progress
 from geocert_imageseg.data import load_pairs, read_class_names, split_folder
-from geocert_imageseg.metrics import confusion_stats, summarize_stats
+from geocert_imageseg.metrics import class_scores
 from geocert_imageseg.models import DENOISER_KIND, SEG_KIND, SegModel, save_checkpoint
 
-__all__ = ["train_segmenter", "train_unet_denoiser", "train_ddpm", "load_split", "evaluate_segmenter"]
+__all__ = ["train_segmenter", "train_unet_denoiser", "train_ddpm", "load_split", "evaluate_segmenter",
+           "default_segmenter", "default_unet_denoiser", "DEFAULT_EPOCHS", "DEFAULT_DENOISER_EPOCHS"]
+
+DEFAULT_EPOCHS = 15
+DEFAULT_DENOISER_EPOCHS = 40
 
 
 def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str] | None, Path]:
@@ -36,27 +42,25 @@ def _batches(n: int, batch_size: int, g: torch.Generator):
 def evaluate_segmenter(model: torch.nn.Module, imgs: torch.Tensor, masks: torch.Tensor, num_classes: int,
                        sigma: float = 0.0, seed: int = 0, batch_size: int = 16,
                        class_names: list[str] | None = None) -> dict[str, Any]:
-    """Plain (uncertified) per-class Dice / IoU of ``model`` on clean (σ = 0) or noisy images."""
+    """Plain (uncertified) per-class Dice / IoU of ``model`` on clean (σ = 0) or noisy images ``[N, C, H, W]``
+    (noise from a seeded CPU generator), on the model's device."""
     g = torch.Generator().manual_seed(seed)
-    stats = None
+    device = next(model.parameters()).device
+    preds = []
     model.eval()
     for i in range(0, len(imgs), batch_size):
         x = imgs[i:i + batch_size]
         if sigma > 0:
             x = x + sigma * torch.randn(x.shape, generator=g)
-        pred = model(x).argmax(1)
-        s = confusion_stats(pred, masks[i:i + batch_size], num_classes)
-        stats = s if stats is None else {k: stats[k] + s[k] for k in stats}
-    return summarize_stats(stats, num_classes, class_names)
+        preds.append(model(x.to(device)).argmax(1).cpu())
+    return class_scores(torch.cat(preds), masks, num_classes, class_names)
 
 
 def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_size: int = 8, lr: float = 3e-3,
                     width: int = 16, depth: int = 2, seed: int = 0, num_classes: int | None = None,
                     progress: bool = True, device: str | torch.device = "cpu") -> tuple[SegModel, dict[str, Any]]:
     """Train :class:`SegModel` with cross-entropy on ``root``'s train split; each training image gets fresh
-    N(0, σ²I) noise when ``noise_sigma > 0``. Returns (model in eval mode, meta for the checkpoint)."""
-    from tqdm.auto import tqdm
-
+    N(0, σ²I) noise when ``noise_sigma > 0``. Returns (model in eval mode on the CPU, meta for the checkpoint)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     imgs, masks, names, _ = load_split(root, "train")
@@ -71,7 +75,7 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
     weight = (weight / weight.mean()).float().to(device)
     history = []
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"train-seg (σ={noise_sigma})", unit="step", disable=not progress)
+    bar = Progress(steps, f"train-seg (σ={noise_sigma})", "steps", disable=not progress)
     model.train()
     for ep in range(epochs):
         total = 0.0
@@ -87,7 +91,7 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
             total += float(loss.detach()) * len(idx)
             bar.update(1)
         history.append(total / len(imgs))
-        bar.set_postfix(loss=f"{history[-1]:.4f}", epoch=ep + 1)
+        bar.set_postfix_str(f"loss {history[-1]:.4f}, epoch {ep + 1}")
     bar.close()
     model = model.cpu().eval()
     meta = {"kind": SEG_KIND, "in_channels": int(imgs.shape[1]), "num_classes": k, "width": width, "depth": depth,
@@ -100,8 +104,6 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
                         lr: float = 3e-3, width: int = 16, depth: int = 2, seed: int = 0,
                         progress: bool = True, device: str | torch.device = "cpu"):
     """Train the σ-conditioned :class:`UNetDenoiser` with MSE on the train split, σ ~ U[σ_min, σ_max] per image."""
-    from tqdm.auto import tqdm
-
     from geocert_imageseg.denoise import UNetDenoiser
 
     torch.manual_seed(seed)
@@ -113,7 +115,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     history = []
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc="train-denoiser (unet)", unit="step", disable=not progress)
+    bar = Progress(steps, "train-denoiser (unet)", "steps", disable=not progress)
     model.train()
     for _ in range(epochs):
         total = 0.0
@@ -129,7 +131,7 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
             total += float(loss.detach()) * len(idx)
             bar.update(1)
         history.append(total / len(imgs))
-        bar.set_postfix(mse=f"{history[-1]:.5f}")
+        bar.set_postfix_str(f"mse {history[-1]:.5f}")
     bar.close()
     model = model.cpu().eval()
     meta = {"kind": DENOISER_KIND, "in_channels": int(imgs.shape[1]), "width": width, "depth": depth,
@@ -147,8 +149,6 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
     Timesteps are drawn from [t*(σ_min), t*(σ_max)] only (the range denoised smoothing uses), with images
     in [−1, 1] (σ in [0, 1] units ↔ 2σ)."""
     import diffusers
-    from tqdm.auto import tqdm
-
     from geocert_imageseg.denoise import timestep_for_sigma
 
     torch.manual_seed(seed)
@@ -171,7 +171,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
     lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     history = []
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc="train-denoiser (ddpm)", unit="step", disable=not progress)
+    bar = Progress(steps, "train-denoiser (ddpm)", "steps", disable=not progress)
     unet.train()
     for _ in range(epochs):
         total = 0.0
@@ -189,7 +189,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
             total += float(loss.detach()) * len(idx)
             bar.update(1)
         history.append(total / len(imgs))
-        bar.set_postfix(mse=f"{history[-1]:.4f}")
+        bar.set_postfix_str(f"mse {history[-1]:.4f}")
     bar.close()
     unet = unet.cpu().eval()
     out_dir = Path(out_dir)
@@ -201,5 +201,33 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
     return out_dir, meta
 
 
-def save_segmenter(path: str | Path, model: SegModel, meta: dict[str, Any]) -> Path:
-    return save_checkpoint(path, model, meta)
+def _models_dir() -> Path:
+    from geocert.pipeline import cache_root
+
+    return cache_root("imageseg", "models")
+
+
+def default_segmenter(noise_sigma: float = 0.25, progress: bool = True) -> Path:
+    """The default base model (U-Net on the default X-ray set, trained with noise σ), trained once and cached."""
+    from geocert_imageseg.scenes import default_dataset
+
+    path = _models_dir() / f"seg_xray64_sigma{noise_sigma:g}_e{DEFAULT_EPOCHS}.pt"
+    if not path.is_file():
+        print(f"training the default segmentation model once (cached at {path}) ...")
+        model, meta = train_segmenter(default_dataset("xray"), noise_sigma=noise_sigma, epochs=DEFAULT_EPOCHS,
+                                      progress=progress)
+        save_checkpoint(path, model, meta)
+    return path
+
+
+def default_unet_denoiser(progress: bool = True) -> Path:
+    """The default σ-conditioned U-Net denoiser (σ ∈ [0.1, 1]) on the default X-ray set, cached."""
+    from geocert_imageseg.scenes import default_dataset
+
+    path = _models_dir() / f"denoiser_xray64_e{DEFAULT_DENOISER_EPOCHS}.pt"
+    if not path.is_file():
+        print(f"training the default denoiser once (cached at {path}) ...")
+        model, meta = train_unet_denoiser(default_dataset("xray"), sigma_min=0.1, sigma_max=1.0,
+                                          epochs=DEFAULT_DENOISER_EPOCHS, progress=progress)
+        save_checkpoint(path, model, meta)
+    return path

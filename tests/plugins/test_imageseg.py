@@ -19,11 +19,12 @@ from geocert_imageseg.denoise import (
     load_diffusion_denoiser,
     timestep_for_sigma,
 )
-from geocert_imageseg.metrics import confusion_stats, confusion_stats_reference, summarize_stats
+from geocert_imageseg.metrics import class_scores
 from geocert_imageseg.models import SEG_KIND, SegModel, load_checkpoint, save_checkpoint
 
 from geocert.cli import main as cli_main
 from geocert.errors import InputError, ParameterError
+from geocert.pipeline.models import ModelError
 
 torch.set_num_threads(2)
 
@@ -113,23 +114,38 @@ def test_convert_channels_roundtrip():
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-def test_confusion_stats_match_reference_and_known_dice():
+def _class_abstain_reference(pred, target, num_classes):
+    """Loop twin of the per-class % abstain and pixel counts of :func:`class_scores`."""
+    total, abstained = [0] * num_classes, [0] * num_classes
+    for pv, tv in zip(pred.reshape(-1).tolist(), target.reshape(-1).tolist(), strict=True):
+        total[tv] += 1
+        abstained[tv] += pv < 0
+    return [100.0 * a / t if t else None for a, t in zip(abstained, total, strict=True)], total
+
+
+def test_class_scores_match_reference_and_known_dice():
     gen = torch.Generator().manual_seed(0)
     target = torch.randint(0, 3, (17, 13), generator=gen)
     pred = torch.randint(-1, 3, (17, 13), generator=gen)
-    fast = confusion_stats(pred, target, 3)
-    ref = confusion_stats_reference(pred, target, 3)
-    for key, val in ref.items():
-        assert fast[key].tolist() == val, key
+    fast = class_scores(pred, target, 3)
+    pct, total = _class_abstain_reference(pred, target, 3)
+    for c in range(3):
+        assert fast["per_class"][f"class_{c}"]["abstain_pct"] == pytest.approx(pct[c])
+        assert fast["per_class"][f"class_{c}"]["pixels"] == total[c]
+    assert fast["pixels"] == 17 * 13
     # hand-computed: 4 pixels, class 1 predicted on 2 (1 right), one abstained
     t = torch.tensor([1, 1, 0, 0])
     p = torch.tensor([1, -1, 1, 0])
-    s = summarize_stats(confusion_stats(p, t, 2), 2, ["bg", "fg"])
+    s = class_scores(p, t, 2, ["bg", "fg"])
     assert s["per_class"]["fg"]["dice"] == pytest.approx(2 * 1 / (2 + 1))  # abstained fg pixel ignored
     assert s["per_class"]["fg"]["iou"] == pytest.approx(1 / 2)
     assert s["per_class"]["fg"]["abstain_pct"] == pytest.approx(50.0)
     assert s["certified_pixel_accuracy"] == pytest.approx(2 / 4)  # abstain counted wrong
     assert s["abstain_pct"] == pytest.approx(25.0)
+    # a class absent from prediction and target is undefined (None), left out of the means
+    s3 = class_scores(p, t, 3)
+    assert s3["per_class"]["class_2"] == {"dice": None, "iou": None, "abstain_pct": None, "pixels": 0}
+    assert s3["mean_dice"] == pytest.approx(s["mean_dice"])
 
 
 def test_metrics_agree_with_core_segmentation_metrics():
@@ -139,7 +155,7 @@ def test_metrics_agree_with_core_segmentation_metrics():
     target = torch.randint(0, 4, (40, 30), generator=gen)
     pred = torch.where(torch.rand(40, 30, generator=gen) < 0.7, target, torch.randint(-1, 4, (40, 30), generator=gen))
     core = segmentation_metrics(pred, target, 4)
-    ours = summarize_stats(confusion_stats(pred, target, 4), 4)
+    ours = class_scores(pred, target, 4)
     assert ours["certified_pixel_accuracy"] == pytest.approx(core["certified_accuracy"])
     assert ours["abstain_pct"] == pytest.approx(100 * core["abstain_rate"])
     for c in range(4):
@@ -256,24 +272,31 @@ def test_unet_denoiser_checkpoint_roundtrip(tmp_path):
 
 
 def test_pipeline_labels_match_plain_argmax():
-    from geocert_imageseg.certify_seg import SegPipeline
+    from geocert_imageseg.adapter import SegPipeline
+
+    from geocert.pipeline.models import timed
 
     torch.manual_seed(0)
     model = SegModel(1, 5, width=8).eval()
     f = SegPipeline(model, model_channels=1, num_classes=5, sigma=0.1)
+    ft = timed(f)
     batch = torch.rand(3, 1, 20, 24)
     with torch.no_grad():
-        assert torch.equal(f(batch), model(batch).argmax(1))
+        assert torch.equal(ft(batch), model(batch).argmax(1))
         rgb = SegPipeline(model, model_channels=1, num_classes=5, sigma=0.1)(convert_channels(batch, 3))
-    assert float((rgb == f(batch)).float().mean()) > 0.99  # RGB → luminance equals the gray input (up to rounding)
-    assert f.calls == 2 and f.forward_s > 0
+        assert float((rgb == ft(batch)).float().mean()) > 0.99  # RGB → luminance equals the gray input (up to rounding)
+    assert f.calls == 2 and ft.seconds > 0
 
 
-def test_certify_image_with_known_pixel_probabilities():
+def test_certify_with_known_pixel_probabilities():
     """Base model with known per-pixel probabilities: label 1 iff the pixel's noise exceeds a threshold.
     Left half: P(1) = 0.5 (must abstain at τ = 0.75); right half: P(1) = 0.99 (certified as 1)."""
-    from geocert_imageseg.certify_seg import SegPipeline, certify_image
+    from geocert_imageseg.adapter import SegPipeline
     from scipy.stats import norm
+
+    from geocert.certify import certify, certify_from_counts
+    from geocert.pipeline.models import timed
+    from geocert.smoothing import sample_counts
 
     sigma = 0.5
     thr = torch.zeros(1, 8, 16)
@@ -284,13 +307,19 @@ def test_certify_image_with_known_pixel_probabilities():
             return torch.stack([torch.zeros_like(z[:, 0]), (z[:, 0] > thr[0]).float()], dim=1)
 
     f = SegPipeline(Threshold(), model_channels=1, num_classes=2, sigma=sigma)
+    ft = timed(f)
     x = torch.zeros(1, 8, 16)
-    cert, curve, t = certify_image(f, x, sigma=sigma, n0=10, n=100, tau=0.75, alpha=0.01, correction="holm", k=1,
-                                   batch_size=32, generator=torch.Generator().manual_seed(0), taus=(0.5, 0.75))
+    cert = certify(ft, x, num_classes=2, sigma=sigma, n0=10, n=100, tau=0.75, alpha=0.01, correction="holm", k=1,
+                   batch_size=32, generator=torch.Generator().manual_seed(0))
     assert cert.n == 100 and cert.n0 == 10 and f.calls == 1 + 4  # ceil(10/32) + ceil(100/32) batches
     assert bool(cert.abstain[:, :8].all())
     assert float((cert.labels[:, 8:] == 1).float().mean()) > 0.9
-    assert torch.equal(curve[0.75], cert.labels) and t["forward_s"] <= t["total_s"]
+    assert 0 < ft.seconds <= cert.timings["total_s"]
+    g = torch.Generator().manual_seed(0)  # the same counts again: the statistics alone give the same labels
+    c0 = sample_counts(f, x, sigma=sigma, n=10, num_classes=2, batch_size=32, generator=g)
+    c1 = sample_counts(f, x, sigma=sigma, n=100, num_classes=2, batch_size=32, generator=g)
+    again = certify_from_counts(c0, c1, sigma=sigma, tau=0.75, alpha=0.01, correction="holm", k=1, n0=10)
+    assert torch.equal(again.labels, cert.labels)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -319,10 +348,11 @@ def test_certify_seg_single_image_outputs(tiny_data, tiny_model, tmp_path):
     assert np.all(png[labels == -1] == 255)  # abstentions white
     assert m["certified_pixel_accuracy"] > 0.5 and m["per_class"]["lungs"]["dice"] > 0.6
     assert (out / "certified_accuracy_vs_radius.png").is_file() and (out / "comparison.png").is_file()
-    accs = [p["accuracy"] for p in m["certified_accuracy_curve"]]
-    assert accs == sorted(accs, reverse=True)  # certified accuracy cannot grow with the radius
+    pts = sorted((p["radius"], p["certified_accuracy"]) for p in m["curve"] if p["correction"] == "holm")
+    accs = [a for _, a in pts]
+    assert len(accs) >= 3 and accs == sorted(accs, reverse=True)  # certified accuracy cannot grow with the radius
     t = m["timings"]
-    assert 0 < t["forward_s"] <= t["total_s"] and 0 <= t["overhead_frac"] < 1
+    assert 0 < t["forward_s"] <= t["total_s"] and 0 <= t["outside_forward_fraction"] < 1
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["plugin"] == "imageseg" and cfg["seed"] == 0 and cfg["config"]["n"] == 40
 
@@ -378,14 +408,14 @@ def test_certify_seg_dataset_mode_resumes(tiny_data, tiny_model, tmp_path, capsy
     recs2 = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["name"] for r in recs2] == ["xray_test_0000", "xray_test_0001"] and recs2[0] == recs[0]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["images"] == 2 and (out / "labels" / "xray_test_0001.png").is_file()
-    pooled_px = sum(r["stats"]["total"] for r in recs2)
+    assert m["num_items"] == 2 and (out / "labels" / "xray_test_0001.png").is_file()
+    pooled_px = sum(r["num_components"] for r in recs2)
     assert m["pooled"]["pixels"] == pooled_px == 2 * 32 * 32
     assert (out / "certified_accuracy_vs_radius.png").is_file()
     # a different configuration refuses to mix results
     capsys.readouterr()
     assert _run(*args[:-3], "--sigma", 0.5, "--output", out, "--no-progress") == 2
-    assert "holds results of a different configuration" in capsys.readouterr().err
+    assert "holds results of a different run (differs in: sigma)" in capsys.readouterr().err
 
 
 def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, capsys):
@@ -402,8 +432,8 @@ def test_certify_seg_bad_inputs_write_nothing(tiny_data, tiny_model, tmp_path, c
         (["--mask", tmp_path / "small.png"], "does not match the image size"),
         (["--mask", tmp_path / "wrong.png"], "unknown class label(s) 6"),
         (["--sigma", -1], "sigma must be > 0"),
-        (["--n0", 50, "--n", 10], "n0 must be <= n"),
-        (["--n0", 10, "--n", 10], "n0 must be < n"),
+        (["--n0", 50, "--n", 10], "--n0 must be < --n"),
+        (["--n0", 10, "--n", 10], "--n0 must be < --n"),
         (["--n0", 2, "--n", 5, "--tau", 0.99], "can never be certified"),
         (["--denoiser", tmp_path], "not a diffusers model folder"),
         (["--model", tmp_path / "small.png"], "small.png"),
@@ -475,7 +505,7 @@ def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, 
     """A label-returning TorchScript model whose labels exceed --num-classes: one error line naming the model,
     exit 2, nothing written (checked on the clean image before anything is written); a model that goes out of
     range only under noise is stopped by the pipeline with the same kind of error."""
-    from geocert_imageseg.certify_seg import SegPipeline
+    from geocert_imageseg.adapter import SegPipeline
 
     class Labels(torch.nn.Module):
         def forward(self, x):
@@ -489,7 +519,7 @@ def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, 
                 "--tau", 0.6, "--alpha", 0.1, "--output", out, "--no-progress") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"geocert certify-seg: error: {tmp_path / 'labels.pt'}: the model "
-                                               "returned label(s) outside 0..1"), err
+                                               "returned labels outside 0..1"), err
     assert not out.exists()
 
     class NoisyOnly(torch.nn.Module):
@@ -500,11 +530,11 @@ def test_torchscript_labels_out_of_range_are_a_clean_error(tiny_data, tmp_path, 
     assert _run("certify-seg", img, "--model", tmp_path / "noisy.pt", "--num-classes", 2, "--n", 20, "--n0", 2,
                 "--tau", 0.6, "--alpha", 0.1, "--output", out, "--no-progress") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "noisy.pt: the model returned label(s) outside 0..1" in err[0], err
+    assert len(err) == 1 and "noisy.pt: the model returned labels outside 0..1" in err[0], err
     assert not out.exists()  # nothing written: config.json comes after the certification in single-image mode
     f = SegPipeline(NoisyOnly(), model_channels=1, num_classes=2, sigma=0.5, source="noisy.pt")
     assert torch.equal(f(torch.full((1, 1, 4, 4), 0.5)), torch.zeros(1, 4, 4, dtype=torch.long))
-    with pytest.raises(InputError, match=r"noisy\.pt: the model returned label\(s\) outside 0\.\.1"):
+    with pytest.raises(ModelError, match=r"noisy\.pt: the model returned labels outside 0\.\.1"):
         f(torch.full((1, 1, 4, 4), 1.5))
 
 
@@ -524,7 +554,7 @@ def test_dataset_mode_error_line_starts_after_the_bar(tiny_data, tmp_path, capsy
                 "--n0", 2, "--tau", 0.6, "--alpha", 0.1, "--output", tmp_path / "out") == 2
     pieces = [p for p in re.split(r"[\r\n]", capsys.readouterr().err) if "error" in p]
     assert len(pieces) == 1 and pieces[0].startswith(f"geocert certify-seg: error: {tmp_path / 'noisy.pt'}: "
-                                                     "the model returned label(s) outside 0..3"), pieces
+                                                     "the model returned labels outside 0..3"), pieces
 
 
 def test_train_commands_write_checkpoints(tiny_data, tmp_path):
