@@ -180,9 +180,10 @@ def _model_identity(spec: str) -> str | None:
 
 def run(cfg) -> dict:
     """``geocert certify-pc``: validate everything, then certify shape by shape (resumable)."""
-    from geocert.pipeline import certify_dataset, executor_from, open_run, resolve_device
+    from geocert.pipeline import certify_dataset, check_output, executor_from, open_run, resolve_device
     from geocert.validate import check_positive_int
 
+    check_output(cfg.output)  # before anything slow (loading data, training the default model)
     settings = _settings(cfg)
     for name in ("num_points",):
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
