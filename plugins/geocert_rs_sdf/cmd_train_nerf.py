@@ -131,7 +131,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
         raise ParameterError(str(exc).replace("--overwrite", "--no-resume")) from None
     device = run.device
     ckpt = run.output / "checkpoint.pt"
-    start, opt_state, before = 0, None, {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "steps_timed": 0}
+    start, opt_state, loop_state = 0, None, None
+    before = {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "steps_timed": 0}
     log_records: list[dict] = []
     if cfg.resume and ckpt.is_file():
         field, fs_old, st_old, data = load_checkpoint(ckpt)
@@ -142,7 +143,7 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
         if done > st.steps:
             raise ParameterError(f"{ckpt}: already trained for {done} steps, more than --steps {st.steps}; pass "
                                  "--no-resume to start over or another --output")
-        start, opt_state = done, data.get("optimizer")
+        start, opt_state, loop_state = done, data.get("optimizer"), data.get("loop_state")
         extra = data.get("extra", {})
         before = {k: extra.get(k, v) for k, v in before.items()}
         log_records = [r for r in read_jsonl(run.output / "train_log.jsonl") if r.get("step", math.inf) < start]
@@ -166,15 +167,17 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
                 "train_cpu_seconds": before["train_cpu_seconds"] + time.process_time() - c0,
                 "steps_timed": before["steps_timed"] + step - start}
 
-    def checkpoint(step: int, opt) -> None:
-        save_checkpoint(run.path("checkpoint.pt"), field, fs, st, step, opt, {"scene": str(scene), **timing(step)})
+    def checkpoint(step: int, opt, state: dict) -> None:
+        save_checkpoint(run.path("checkpoint.pt"), field, fs, st, step, opt, {"scene": str(scene), **timing(step)},
+                        loop_state=state)
         _write_log(run.path("train_log.jsonl"), log_records)
 
     res = fit(field, fs, st, train_split, log=lambda step, stats: log_records.append({"step": step, **stats}),
-              progress=progress, start_step=start, optimizer_state=opt_state, checkpoint_fn=checkpoint,
+              progress=progress, start_step=start, optimizer_state=opt_state, loop_state=loop_state,
+              checkpoint_fn=checkpoint,
               checkpoint_every=cfg.checkpoint_every)
     if res["steps_run"] > 0 or not ckpt.is_file():
-        checkpoint(st.steps, res["optimizer"])
+        checkpoint(st.steps, res["optimizer"], res["loop_state"])
     timed = timing(st.steps)
     if res["steps_run"] == 0:  # nothing trained now: the time recorded with the checkpoint
         timed = {k: before[k] for k in timed}

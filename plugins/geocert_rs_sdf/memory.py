@@ -1,8 +1,10 @@
 """Up-front memory estimates: a run whose arrays cannot fit is refused before any work with one line that
 names the option to change (``geocert sdf --resolution 100000`` would otherwise die allocating 910 TiB).
 
-The per-element costs are the peaks measured on this code (``/usr/bin/time -v``, see docs/rs_sdf.md), rounded
-up; the limit is the memory the system reports available (``MemAvailable``), or the total when unknown.
+The per-voxel and per-sample costs are the growth of the peak resident memory measured on this code
+(``/usr/bin/time -v`` between two sizes, see docs/rs_sdf.md), rounded up; the per-pixel and marching-cubes
+costs are counted from the arrays held. The limit is the memory the system reports available
+(``MemAvailable``), or the total when unknown.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from geocert.errors import ParameterError
 __all__ = ["available_memory", "check_fits", "format_bytes", "SDF_BYTES_PER_VOXEL", "NERF_BYTES_PER_VOXEL",
            "NERF_BYTES_PER_SAMPLE", "NERF_BYTES_PER_PIXEL", "MESH_BYTES_PER_VOXEL"]
 
-SDF_BYTES_PER_VOXEL = 160
-"""``geocert sdf``: occupancy, blur copies, distance transforms and the band statistics, per grid voxel."""
-NERF_BYTES_PER_VOXEL = 96
-"""Training: occupancy logits, their blur, gradients and Adam moments, the skip bitfield, per grid voxel."""
-NERF_BYTES_PER_SAMPLE = 160
-"""Training: per density sample of a step's rays (points, densities, weights and their gradients)."""
+SDF_BYTES_PER_VOXEL = 80
+"""``geocert sdf``: occupancy, blur copies, distance transforms and the band statistics, per grid voxel
+(measured: 56)."""
+NERF_BYTES_PER_VOXEL = 64
+"""Training: occupancy logits, their blur, gradients and Adam moments, the skip bitfield, per grid voxel
+(measured: 50)."""
+NERF_BYTES_PER_SAMPLE = 224
+"""Training: per density sample of a step's rays (points, densities, weights and their gradients; measured:
+205)."""
 NERF_BYTES_PER_PIXEL = 48
 """A loaded or rendered pixel: RGB(A) images, ray directions and view indices, rendered frames."""
 MESH_BYTES_PER_VOXEL = 48

@@ -67,8 +67,8 @@ def sharpness_at(step: int, total: int, final: float, start_factor: float) -> fl
 
 def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, *,
         log: Callable[[int, dict[str, float]], None] | None = None, progress: bool = True,
-        start_step: int = 0, optimizer_state: dict | None = None,
-        checkpoint_fn: Callable[[int, torch.optim.Optimizer], None] | None = None,
+        start_step: int = 0, optimizer_state: dict | None = None, loop_state: dict | None = None,
+        checkpoint_fn: Callable[[int, torch.optim.Optimizer, dict], None] | None = None,
         checkpoint_every: int = 0) -> dict[str, Any]:
     """Optimise ``field`` on the training rays from ``start_step`` to ``st.steps``.
 
@@ -77,12 +77,21 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
     annealed by :func:`sharpness_at`), renders and takes one
     Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha,
-    when they have one). Runs on the field's device (rays, images and random draws there). Returns timing and
-    the last step's statistics."""
+    when they have one). Runs on the field's device (rays, images and random draws there).
+
+    ``checkpoint_fn(step, optimizer, loop_state)`` is called every ``checkpoint_every`` steps; ``loop_state``
+    (the random generator, the empty-space bitfield and the loss average) handed back with ``start_step`` and
+    ``optimizer_state`` continues the run exactly as if it had not stopped. Returns timing, the last step's
+    statistics, the optimizer and the final loop state."""
     from geocert.pipeline.progress import Progress
 
     device = field.logits.device
-    gen = torch.Generator(device=device).manual_seed(st.seed * 1000003 + start_step)
+    loop_state = loop_state or {}
+    gen = torch.Generator(device=device)
+    if loop_state.get("rng") is not None and loop_state.get("device_type") == device.type:
+        gen.set_state(loop_state["rng"])  # resume exactly where the checkpointed run was
+    else:
+        gen.manual_seed(st.seed * 1000003 + start_step)
     c2w = train.c2w.to(device)
     origins, dirs = pixel_rays(c2w, train.height, train.width, train.focal)
     view_of_ray = torch.arange(c2w.shape[0], device=device).repeat_interleave(train.height * train.width)
@@ -97,11 +106,16 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     base_lrs = [st.grid_lr, st.lr, st.lr]
-    skip = None
+    skip = loop_state["skip"].to(device) if loop_state.get("skip") is not None else None
     t0, c0 = time.perf_counter(), time.process_time()
     bar = Progress(st.steps, "train-nerf", "steps", initial=start_step, disable=not progress)
     stats: dict[str, float] = {}
-    ema = None
+    ema = loop_state.get("ema")
+
+    def carried() -> dict:
+        """What the loop carries from step to step besides the weights and the optimizer (for checkpoints)."""
+        return {"rng": gen.get_state(), "skip": None if skip is None else skip.cpu(), "ema": ema,
+                "device_type": device.type}
     for step in range(start_step, st.steps):
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
@@ -135,23 +149,25 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
             log(step, stats)
         if checkpoint_fn is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
                 and step + 1 < st.steps:
-            checkpoint_fn(step + 1, opt)
+            checkpoint_fn(step + 1, opt, carried())
     bar.close()
     field.sharpness = fs.sharpness
     return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
-            "steps_run": st.steps - start_step, "last": stats, "optimizer": opt}
+            "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried()}
 
 
 def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, st: FitSettings, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> Path:
+                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None,
+                    loop_state: dict | None = None) -> Path:
     """Atomically write a checkpoint (model state, settings as plain data with the scene box ``bound`` among
-    the field settings, step, optimizer state, ``extra`` facts)."""
+    the field settings, step, optimizer state, ``extra`` facts, the loop state of :func:`fit`)."""
     from geocert.io import atomic_write
 
     data = {"format": CHECKPOINT_FORMAT, "field": {**dataclasses.asdict(fs), "bound": field.bound},
             "fit": dataclasses.asdict(st),
             "step": step, "model": field.state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None, "extra": extra or {}}
+            "optimizer": optimizer.state_dict() if optimizer is not None else None, "extra": extra or {},
+            "loop_state": loop_state}
     with atomic_write(path, "wb") as fh:
         torch.save(data, fh)
     return Path(path)

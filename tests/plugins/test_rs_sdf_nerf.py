@@ -276,3 +276,109 @@ def test_command_errors_write_nothing(scene, tmp_path, capsys):
     assert cli(["render", "--checkpoint", str(tmp_path / "none.pt"), "--output", str(out)]) == 2
     assert "none.pt: checkpoint not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+
+def _train(scene, out, *extra):
+    return cli(["train-nerf", str(scene), "--output", str(out), "--steps", "8", "--checkpoint-every", "4",
+                *TINY_ARGS, *extra])
+
+
+def test_output_at_an_existing_file_is_one_line(scene, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert _train(scene, taken) == 2
+    assert capsys.readouterr().err.strip() == f"geocert train-nerf: error: --output {taken}: exists and is not a folder"
+    assert cli(["render", "--checkpoint", str(taken), "--output", str(taken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geocert render: error: ") and "exists and is not a folder" in err
+    assert taken.read_text() == "x"
+
+
+def test_output_in_an_unwritable_place_is_refused_before_training(scene, tmp_path, capsys):
+    import os
+    import tempfile
+
+    place = Path("/sys") if os.geteuid() == 0 else tmp_path / "ro"
+    if place != Path("/sys"):
+        place.mkdir()
+        place.chmod(0o500)
+    try:
+        fd, probe = tempfile.mkstemp(dir=place)
+        os.close(fd)
+        os.unlink(probe)
+        pytest.skip(f"{place} is writable here")
+    except OSError:
+        pass
+    for argv in (["train-nerf", str(scene), *TINY_ARGS], ["render", *(a.replace("--", "--train.", 1)
+                                                                       for a in TINY_ARGS)]):
+        assert cli([*argv, "--output", str(place / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--output {place / 'out'}: cannot write" in err[0], err
+
+
+@pytest.mark.parametrize("args,option", [(("--grid-res", "100000"), "--grid-res 100000"),
+                                         (("--rays", "1000000000"), "--rays 1000000000")])
+def test_sizes_that_cannot_fit_are_refused_up_front(scene, tmp_path, capsys, args, option):
+    out = tmp_path / "out"
+    assert _train(scene, out, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"geocert train-nerf: error: {option}: needs about ") and "of memory" in err, err
+    assert not out.exists()
+
+
+def test_rerunning_a_finished_run_keeps_its_metrics(scene, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert _train(scene, out) == 0
+    before = (out / "metrics.json").read_bytes()
+    assert json.loads(before)["steps_this_run"] == 8
+    assert _train(scene, out) == 0
+    assert (out / "metrics.json").read_bytes() == before
+    assert "nothing to do" in capsys.readouterr().err
+
+
+class _Interrupt:
+    """Raises KeyboardInterrupt at the n-th render call of training (patched into geocert_rs_sdf.train)."""
+
+    def __init__(self, n: int):
+        import geocert_rs_sdf.train as train_module
+
+        self.n, self.calls, self.real = n, 0, train_module.render_rays
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def test_interrupted_before_the_first_checkpoint_leaves_nothing_and_the_log_has_no_duplicates(
+        scene, tmp_path, capsys, monkeypatch):
+    import geocert_rs_sdf.train as train_module
+
+    out = tmp_path / "model"
+    monkeypatch.setattr(train_module, "render_rays", _Interrupt(3))  # steps 0, 1 done; interrupted in step 2
+    assert _train(scene, out) == 130
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr(train_module, "render_rays", _Interrupt(7))  # after the checkpoint at step 4
+    assert _train(scene, out) == 130
+    assert "rerun to resume" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert _train(scene, out) == 0
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) == [0, 7]
+    fresh = tmp_path / "fresh"
+    assert _train(scene, fresh) == 0  # the interrupted run ends where an uninterrupted one does
+    assert json.loads((out / "metrics.json").read_text())["test_psnr"] == \
+        json.loads((fresh / "metrics.json").read_text())["test_psnr"]
+
+
+def test_device_option(scene, tmp_path, capsys):
+    assert _train(scene, tmp_path / "a", "--device", "tpu") == 2
+    assert "--device must be cpu, cuda, cuda:N or auto" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert _train(scene, tmp_path / "b", "--device", "cuda") == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not (tmp_path / "b").exists()

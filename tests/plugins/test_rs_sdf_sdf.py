@@ -420,3 +420,124 @@ def test_config_is_frozen_with_documented_fields():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.sigma = 2.0  # type: ignore[misc]
     assert Path(cfg.output).name == "sdf" and cfg.sigma > 0 and cfg.resolution >= 24
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path) -> Path:
+    """A folder where nothing can be created: a read-only folder (not for root), else /sys."""
+    import os
+    import tempfile
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    for cand in (ro, Path("/sys")):
+        try:
+            fd, probe = tempfile.mkstemp(dir=cand)
+        except OSError:
+            yield cand
+            ro.chmod(0o700)
+            return
+        os.close(fd)
+        os.unlink(probe)
+    ro.chmod(0o700)
+    pytest.skip("no unwritable folder on this machine")
+
+
+def _box_stl(tmp_path) -> Path:
+    path = tmp_path / "box.stl"
+    trimesh.creation.box(extents=(2.0, 2.0, 2.0)).export(path)
+    return path
+
+
+def test_sdf_output_in_an_unwritable_place_is_refused_before_the_work(tmp_path, capsys, unwritable_dir):
+    out = unwritable_dir / "out"
+    assert cli(["sdf", str(_box_stl(tmp_path)), "--output", str(out), "--resolution", "24", "--sigma", "1.0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("geocert sdf: error: --output ") and "cannot write" in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--resolution", "100000"], "--resolution 100000"),
+    (["--resolution", "20000", "--supersample", "1"], "--resolution 20000"),
+])
+def test_sdf_refuses_a_grid_that_cannot_fit_in_memory(tmp_path, capsys, args, option):
+    out = tmp_path / "out"
+    assert cli(["sdf", str(_box_stl(tmp_path)), "--output", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geocert sdf: error: {option}: needs about "), err
+    assert "of memory" in err[0] and "lower --resolution" in err[0]
+    assert not out.exists()
+
+
+def test_sdf_refuses_the_default_mesh_at_a_size_that_cannot_fit(tmp_path, capsys):
+    assert cli(["sdf", "--output", str(tmp_path / "out"), "--resolution", "100000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geocert sdf: error: --resolution 100000: needs about ") and "lower --resolution" in err
+
+
+def test_sdf_threads_zero_means_auto(tmp_path):
+    out = tmp_path / "out"
+    assert cli(["sdf", str(_box_stl(tmp_path)), "--output", str(out), "--resolution", "24", "--sigma", "1.0",
+                "--supersample", "1", "--threads", "0", "--no-mesh"]) == 0
+    assert json.loads((out / "config.json").read_text())["threads"] >= 1
+
+
+def test_sdf_says_when_no_voxel_is_flat_instead_of_nan(tmp_path, capsys):
+    sphere = tmp_path / "sphere.stl"
+    trimesh.creation.icosphere(subdivisions=3).export(sphere)
+    out = tmp_path / "out"
+    assert cli(["sdf", str(sphere), "--output", str(out), "--resolution", "32", "--sigma", "1.0", "--no-mesh"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["band"]["flat"]["voxels"] == 0
+    assert "nan" not in printed and "flat none" in printed
+
+
+def test_sdf_on_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    assert cli(["sdf", str(folder), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"geocert sdf: error: {folder}: is a folder; expected a mesh file (.ply, .obj, .stl, .off) or "
+                   "an occupancy grid (.npy)")
+
+
+def test_sdf_slice_colours_red_inside_with_axes_and_colour_bar(tmp_path):
+    occ = np.zeros((40, 40, 40), dtype=bool)
+    occ[8:32, 8:32, 8:32] = True
+    np.save(tmp_path / "occ.npy", occ)
+    out = tmp_path / "out"
+    assert cli(["sdf", str(tmp_path / "occ.npy"), "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sdf_slice"]["colours"].startswith("red: inside (SDF > 0), blue: outside")
+
+
+def test_docs_cite_the_paper_by_title_and_arxiv_id():
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "rs_sdf.md").read_text(encoding="utf-8").split())
+    assert "shared/papers" not in text
+    assert "arXiv:2408.13135" in text and "Certified Robustness as a Tool for 3D Vision" in text
+
+
+def test_slice_figure_is_red_inside_and_blue_outside_with_a_colour_bar():
+    import io
+
+    import imageio.v3 as iio
+    from geocert_rs_sdf.figures import sdf_slice_figure
+
+    values = np.repeat(np.linspace(1.0, -1.0, 20)[:, None], 10, axis=1)  # positive (inside) at small x
+    fig = sdf_slice_figure(values, (0.0, 2.0, 0.0, 1.0), xlabel="x", ylabel="z", title="t", units="u")
+    ax, bar = fig.axes
+    assert ax.get_xlabel() == "x" and ax.get_ylabel() == "z" and "red inside" in bar.get_ylabel()
+    fig.canvas.draw()
+    height = fig.canvas.get_width_height()[1]
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # same dpi and layout as the canvas
+    img = iio.imread(buf.getvalue())[..., :3].astype(int)
+    for x, inside in ((0.1, True), (1.9, False)):
+        px, py = ax.transData.transform((x, 0.5))
+        r, _, b = img[int(height - py), int(px)]
+        assert (r > b + 50) if inside else (b > r + 50), (x, r, b)
