@@ -10,7 +10,8 @@ import tyro
 
 PLUGIN_NAME = "connected2d"
 PLUGIN_VERSION = "0.2.0"
-TASK_NAMES = ("horse", "crescent", "cross", "ring-arc", "ellipse")  # == scenes.TASKS (kept light here)
+TASK_NAMES = ("horse", "crescent", "cross", "ring-arc", "ellipse", "horse-brick", "horse-gravel", "coin-a", "coin-b",
+              "coin-c")  # == scenes.TASKS (kept light here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +31,21 @@ class Segment2dConfig:
     background, anything else (black, white, transparent) unlabelled. Required with IMAGE."""
     gt: pathlib.Path | None = None
     """Optional ground-truth mask, same size (brightest channel > 127 = foreground) for the foreground IoU."""
-    task: Literal["horse", "crescent", "cross", "ring-arc", "ellipse"] = "horse"
+    task: Literal["horse", "crescent", "cross", "ring-arc", "ellipse", "horse-brick", "horse-gravel", "coin-a",
+                  "coin-b", "coin-c"] = "horse"
     """Generated task used when IMAGE is omitted."""
+    scribble_style: Literal["dense", "sparse"] = "dense"
+    """Scribbles of the generated task: dense (object skeleton + a ring around it) or sparse (1-3 strokes
+    through the object, 3-5 background strokes, as a person draws them)."""
     output: pathlib.Path = pathlib.Path("outputs/segment2d")
-    """Output folder (mask.png, overlay.png, metrics.json, config.json)."""
+    """Output folder (mask.png, overlay.png, overlay_scribbles.png, metrics.json, config.json)."""
     model: Literal["flow-ficnn", "ficnn"] = "flow-ficnn"
     """flow-ficnn (path-connected foreground) or ficnn alone (convex foreground), the two rows of Table 1."""
     teacher: bool = True
-    """Train the teacher MLP (2 hidden layers of 130, on RGB + XY) jointly (--no-teacher: scribbles only)."""
+    """Use a teacher to label the unscribbled pixels (--no-teacher: scribbles only)."""
+    teacher_model: Literal["mlp", "grabcut", "random-walker", "grabcut+rw"] = "mlp"
+    """mlp: the paper's MLP (2 hidden layers of 130, on RGB + XY) trained jointly; grabcut / random-walker /
+    grabcut+rw: a fixed classical segmenter run once on the image and scribbles (see docs/connected2d.md)."""
     epochs: int = 300
     """Training epochs (paper: 300). Soft targets start at epoch 30 (rounded) and 200 (soft teacher)."""
     batch_size: int = 500

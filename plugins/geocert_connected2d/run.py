@@ -27,7 +27,8 @@ from geocert.validate import check_positive_int
 from .config import PLUGIN_NAME, PLUGIN_VERSION
 from .data import load_image, load_mask, load_scribbles, pixel_positions
 from .model import ConnectedSegmenter
-from .scenes import default_task_dir
+from .scenes import default_task_dir, scribbles_to_rgb
+from .teachers import teacher_probs
 from .train import TrainSettings, predict_logits, teacher_features, train_segmenter
 
 __all__ = ["run_segment2d", "settings_from_config", "connectivity_checks", "model_checks", "iou"]
@@ -191,22 +192,28 @@ def run_segment2d(cfg) -> dict:
     if image_p is None:
         if scr_p is not None:
             raise ParameterError("--scribbles given without IMAGE (give both, or neither for a generated task)")
-        d = default_task_dir(cfg.task)
+        d = default_task_dir(cfg.task, style=cfg.scribble_style)
         image_p, scr_p, gt_p = d / "image.png", d / "scribbles.png", gt_p or d / "mask.png"
     elif scr_p is None:
         raise ParameterError(f"{image_p}: --scribbles is required when IMAGE is given")
+    elif cfg.scribble_style != "dense":
+        raise ParameterError("--scribble-style applies to generated tasks only (IMAGE comes with its --scribbles)")
     img = load_image(image_p)
     H, W = img.shape[:2]
     scr = load_scribbles(scr_p, (H, W))
     gt = load_mask(gt_p, (H, W)) if gt_p is not None else None
 
-    r = train_segmenter(img, scr, s, progress=cfg.progress)
+    fixed = None
+    if cfg.teacher and cfg.teacher_model != "mlp":
+        fixed = teacher_probs(cfg.teacher_model, img, scr, seed=cfg.seed)
+    r = train_segmenter(img, scr, s, teacher_probs=fixed, progress=cfg.progress)
     xy = torch.from_numpy(pixel_positions(H, W))
     centres = (predict_logits(r.model, xy) >= 0).numpy().reshape(H, W)  # logit = -h(g(x)) ≥ 0 ⇔ h(g(x)) ≤ 0
     conn, mask = connectivity_checks(r.model, centres, fine=cfg.check_grid)
     metrics: dict = {
         "image": str(image_p), "scribbles": str(scr_p), "gt": None if gt_p is None else str(gt_p),
         "height": H, "width": W, "model": cfg.model, "teacher": cfg.teacher,
+        "teacher_model": cfg.teacher_model if cfg.teacher else None,
         "foreground_definition": "x with h(g(x)) <= 0, i.e. N(g(x)) <= 1/2 with N = sigmoid(h)",
         "mask_definition": "mask.png: pixels whose centre is foreground, plus the pixels crossed by the "
                            "certified joining paths (joining_paths); mask_centres.png: centres only",
@@ -219,9 +226,12 @@ def run_segment2d(cfg) -> dict:
         metrics["iou_foreground"] = iou(mask, gt)
         metrics["iou_foreground_centres"] = iou(centres, gt)
         metrics["iou_background"] = iou(~mask, ~gt)
-    if r.teacher is not None:
-        t_mask = (predict_logits(r.teacher, teacher_features(img, s.teacher_features)) >= 0).numpy()
-        t_mask = t_mask.reshape(H, W)
+    if r.teacher is not None or fixed is not None:
+        if fixed is not None:
+            t_mask = fixed >= 0.5
+        else:
+            t_mask = (predict_logits(r.teacher, teacher_features(img, s.teacher_features)) >= 0).numpy()
+            t_mask = t_mask.reshape(H, W)
         metrics["teacher_components_8conn"] = int(ndimage.label(t_mask, _EIGHT)[1])
         if gt is not None:
             metrics["teacher_iou_foreground"] = iou(t_mask, gt)
@@ -238,6 +248,10 @@ def run_segment2d(cfg) -> dict:
     edge = mask & ~ndimage.binary_erosion(mask)
     over[edge] = (1.0, 1.0, 0.0)
     write_image(out / "overlay.png", (over * 255.0 + 0.5).astype(np.uint8))
+    over_s = img.copy()  # the scribbles as drawn (red / blue) and the mask's outline (yellow)
+    over_s[edge] = (1.0, 1.0, 0.0)
+    over_s[scr >= 0] = scribbles_to_rgb(scr)[scr >= 0] / 255.0
+    write_image(out / "overlay_scribbles.png", (over_s * 255.0 + 0.5).astype(np.uint8))
     write_json(out / "metrics.json", metrics)
     summary = {k: metrics[k] for k in ("iou_foreground", "components_8conn_joined_mask", "components_8conn",
                                        f"components_fine{cfg.check_grid}x_8conn", "train_s") if k in metrics}

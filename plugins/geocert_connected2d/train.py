@@ -8,6 +8,11 @@ probability):
 - epochs [soft_after, ∞):            + MSE(y, y_t)            (replaces the rounded term)
 
 The teacher is detached inside the MSE terms (the model follows the teacher, not the other way round).
+With a **fixed** teacher (``teacher_probs``: a probability map from a classical segmenter, see
+:mod:`.teachers`) there is nothing to train on its side and it is already final, so the loss is
+BCE(y, ŷ) + BCE(y, y_t) (soft targets) from the first epoch. BCE rather than MSE here: a confidently wrong
+pixel (a thin leg predicted background) keeps a large gradient instead of a vanishing sigmoid slope; on the
+sparse-scribble horse with a perfect teacher, IoU 0.925 (MSE) → 0.973 (BCE), same 2100 steps.
 Without a teacher only BCE(y, ŷ) on the scribbles is used. Each epoch visits every scribbled pixel once plus
 ``random_points`` pixels drawn uniformly from the whole image (unlabelled ones only contribute through the
 teacher terms), shuffled into batches of ``batch_size``. Adam; after each step the FICNN's z-path weights
@@ -68,6 +73,7 @@ class TrainSettings:
     ficnn_quadratic: float = 1.0  # initial weight of a learned α|u|² term added to the FICNN (0: none) [0]
     teacher_hidden: int = 130  # [130]
     teacher_features: str = "rgbxy"
+    fixed_teacher_loss: str = "bce"  # with a fixed teacher: bce (soft targets) or mse against its probabilities
     seed: int = 0
 
 
@@ -101,8 +107,11 @@ def build_model(s: TrainSettings) -> ConnectedSegmenter:
 
 
 def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, *,
-                    progress: bool = False) -> TrainResult:
-    """Train on ``image [H, W, 3]`` (float in [0, 1]) and ``scribbles [H, W]`` (1 fg, 0 bg, -1 none)."""
+                    teacher_probs: np.ndarray | None = None, progress: bool = False) -> TrainResult:
+    """Train on ``image [H, W, 3]`` (float in [0, 1]) and ``scribbles [H, W]`` (1 fg, 0 bg, -1 none).
+
+    ``teacher_probs [H, W]`` in [0, 1]: a fixed teacher (see the module docstring) used instead of the
+    jointly trained MLP (``s.use_teacher`` must then be true)."""
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     H, W = scribbles.shape
@@ -113,7 +122,14 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
     model = build_model(s)
     teacher = None
     params = list(model.parameters())
-    if s.use_teacher:
+    fixed = None
+    if teacher_probs is not None:
+        if not s.use_teacher:
+            raise ValueError("teacher_probs given but use_teacher is false")
+        if teacher_probs.shape != (H, W):
+            raise ValueError(f"teacher_probs must be [H, W] = {(H, W)}, got {teacher_probs.shape}")
+        fixed = torch.from_numpy(np.clip(teacher_probs, 0.0, 1.0).reshape(-1)).to(torch.float64)
+    elif s.use_teacher:
         feats = teacher_features(image, s.teacher_features)
         teacher = TeacherMLP(feats.shape[1], s.teacher_hidden).to(torch.float64)
         params += list(teacher.parameters())
@@ -147,7 +163,12 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
             loss = logit.new_zeros(())
             if lab_b.any():
                 loss = loss + F.binary_cross_entropy_with_logits(logit[lab_b], target[b][lab_b])
-            if teacher is not None:
+            if fixed is not None:
+                if s.fixed_teacher_loss == "bce":
+                    loss = loss + F.binary_cross_entropy_with_logits(logit, fixed[b])
+                else:
+                    loss = loss + F.mse_loss(torch.sigmoid(logit), fixed[b])
+            elif teacher is not None:
                 t_logit = teacher(feats[b])
                 if lab_b.any():
                     loss = loss + F.binary_cross_entropy_with_logits(t_logit[lab_b], target[b][lab_b])

@@ -257,3 +257,118 @@ def test_plugin_module_is_light():
     code = "import sys, geocert_connected2d; print('torch' in sys.modules, 'numpy' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------------------------------- sparse scribbles and teachers
+
+
+@pytest.mark.parametrize("name", ["horse-gravel", "coin-b", "crescent"])
+def test_sparse_scribbles_are_few_strokes_inside_and_outside(name):
+    from scipy import ndimage
+
+    from geocert_connected2d.scenes import TASKS, draw_sparse_scribbles, task_image_mask
+
+    img, mask = task_image_mask(name)
+    assert img.shape == mask.shape + (3,) and 0.0 <= img.min() and img.max() <= 1.0
+    for seed in range(4):
+        scr = draw_sparse_scribbles(mask, np.random.default_rng([seed, TASKS.index(name)]))
+        fg, bg = scr == 1, scr == 0
+        assert fg.any() and bg.any()
+        assert mask[fg].all() and not mask[bg].any()  # strokes on the right side of the true boundary
+        assert ndimage.distance_transform_edt(~mask)[bg].min() > 5.0  # background strokes keep a margin
+        assert (scr >= 0).mean() < 0.12  # sparse: few pixels labelled ...
+        assert fg.sum() < 0.2 * mask.sum()  # ... strokes cover a small part of the object
+        n_fg = ndimage.label(ndimage.binary_dilation(fg, iterations=2))[1]  # strokes (gaps closed)
+        n_bg = ndimage.label(ndimage.binary_dilation(bg, iterations=2))[1]
+        assert 1 <= n_fg <= 6 and 1 <= n_bg <= 10
+    again = draw_sparse_scribbles(mask, np.random.default_rng([3, TASKS.index(name)]))
+    assert np.array_equal(scr, again)
+
+
+def test_coin_task_masks_are_single_discs():
+    from scipy import ndimage
+
+    from geocert_connected2d.scenes import task_image_mask
+
+    for name in ("coin-a", "coin-b", "coin-c"):
+        img, mask = task_image_mask(name)
+        assert mask.shape == (88, 88) and ndimage.label(mask)[1] == 1 and 0.1 < mask.mean() < 0.5
+        grey = img[..., 0]
+        assert grey[mask].mean() > grey[~mask].mean() + 0.2  # the coin is brighter than the table
+        assert mask[44, 44]  # centred
+
+
+def _two_colour_image(H=24, W=28):
+    yy, xx = np.mgrid[0:H, 0:W]
+    gt = ((yy - 12) / 8.0) ** 2 + ((xx - 14) / 10.0) ** 2 < 1.0
+    rng = np.random.default_rng(0)
+    img = np.where(gt[..., None], [0.8, 0.5, 0.2], [0.2, 0.4, 0.7]) + 0.03 * rng.standard_normal((H, W, 3))
+    scr = np.full((H, W), -1, np.int8)
+    scr[12, 9:20] = 1
+    scr[1, :] = scr[-2, :] = 0
+    return img.clip(0, 1), scr, gt
+
+
+@pytest.mark.parametrize("name", ["grabcut", "random-walker", "grabcut+rw"])
+def test_fixed_teachers_on_a_tiny_image(name):
+    from geocert_connected2d.teachers import teacher_probs
+
+    img, scr, gt = _two_colour_image()
+    p = teacher_probs(name, img, scr)
+    assert p.shape == gt.shape and p.dtype == np.float64 and 0.0 <= p.min() and p.max() <= 1.0
+    assert (p[scr == 1] >= 0.5).all() and (p[scr == 0] < 0.5).all()  # the strokes are respected
+    pred = p >= 0.5
+    assert (pred & gt).sum() / (pred | gt).sum() > 0.9
+    assert np.array_equal(p, teacher_probs(name, img, scr))  # deterministic
+    with pytest.raises(ValueError, match="foreground and one background"):
+        teacher_probs(name, img, np.where(scr == 0, -1, scr).astype(np.int8))
+    with pytest.raises(ValueError, match="unknown teacher"):
+        teacher_probs("crf", img, scr)
+
+
+def test_training_on_a_fixed_teacher_keeps_the_guarantee():
+    """A fixed teacher with two blobs (one of them an island away from the strokes): the fitted
+    FICNN ∘ flow foreground is still one path-connected set, checked by the certified paths."""
+    from geocert_connected2d.data import pixel_positions
+    from geocert_connected2d.train import TrainSettings, predict_logits, train_segmenter
+
+    img, scr, gt = _two_colour_image()
+    probs = gt.astype(np.float64)
+    probs[2:6, 2:6] = 1.0  # a teacher leak in a corner, disconnected from the object
+    s = TrainSettings(epochs=15, random_points=600, batch_size=300, flow_layers=2, flow_size=6)
+    r = train_segmenter(img, scr, s, teacher_probs=probs)
+    H, W = gt.shape
+    centres = (predict_logits(r.model, torch.from_numpy(pixel_positions(H, W))) >= 0).numpy().reshape(H, W)
+    rep, joined = connectivity_checks(r.model, centres, fine=2)
+    assert rep["components_8conn_joined_mask"] <= 1
+    if rep["components_8conn"] > 1:
+        assert rep["joining_paths"]["all_joined"]
+    assert r.teacher is None and r.steps > 0
+    with pytest.raises(ValueError, match="teacher_probs must be"):
+        train_segmenter(img, scr, s, teacher_probs=probs[:-1])
+    with pytest.raises(ValueError, match="use_teacher is false"):
+        train_segmenter(img, scr, TrainSettings(use_teacher=False, epochs=1), teacher_probs=probs)
+
+
+def test_segment2d_fixed_teacher_writes_scribble_overlay(task, tmp_path):
+    import imageio.v3 as iio
+
+    out = tmp_path / "o"
+    assert _run("segment2d", task / "image.png", "--scribbles", task / "scribbles.png", "--gt", task / "mask.png",
+                "--teacher-model", "grabcut", "--epochs", "4", "--random-points", "800", "--output", out,
+                "--no-progress") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["teacher_model"] == "grabcut" and m["teacher_iou_foreground"] > 0.9
+    assert m["components_8conn_joined_mask"] <= 1
+    over = iio.imread(out / "overlay_scribbles.png")
+    scr = iio.imread(task / "scribbles.png")
+    assert over.shape == scr.shape
+    assert np.array_equal(over[scr[..., 0] == 255], scr[scr[..., 0] == 255])  # red strokes drawn as given
+
+
+def test_segment2d_scribble_style_needs_a_generated_task(task, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert _run("segment2d", task / "image.png", "--scribbles", task / "scribbles.png", "--scribble-style",
+                "sparse", "--output", out, "--no-progress") == 2
+    assert "--scribble-style applies to generated tasks only" in capsys.readouterr().err
+    assert not out.exists()
