@@ -260,6 +260,7 @@ def test_train_then_render_commands(scene, tmp_path, capsys):
     if rm["mesh"] is not None:
         assert (out / "mesh.ply").is_file() and rm["chamfer"]["points_per_mesh"] == 300
     assert json.loads((out / "config.json").read_text())["config"]["orbit_frames"] == 3
+    assert rm["sdf_slice"]["colours"].startswith("red: inside (SDF > 0), blue: outside")  # as geocert sdf's
     assert not list(out.rglob("*.tmp"))
 
 
@@ -382,3 +383,8 @@ def test_device_option(scene, tmp_path, capsys):
         assert _train(scene, tmp_path / "b", "--device", "cuda") == 2
         assert "CUDA is not available" in capsys.readouterr().err
         assert not (tmp_path / "b").exists()
+        # auto falls back to the CPU: the same numbers as --device cpu (the default)
+        assert _train(scene, tmp_path / "auto", "--device", "auto") == 0
+        assert _train(scene, tmp_path / "cpu") == 0
+        auto, cpu = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("auto", "cpu"))
+        assert auto["device"] == cpu["device"] == "cpu" and auto["test_psnr"] == cpu["test_psnr"]
