@@ -51,10 +51,23 @@ def _sdf_guarantee(m: dict) -> str | None:
             "Positive inside; deterministic, no Monte-Carlo error.")
 
 
+def _settings_with(cfg: Any, *keys: str, depth: int = 0) -> dict | None:
+    """The first (breadth-first) dict in a nested config that has all ``keys``."""
+    if not isinstance(cfg, dict) or depth > 3:
+        return None
+    if all(k in cfg for k in keys):
+        return cfg
+    for v in cfg.values():
+        found = _settings_with(v, *keys, depth=depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def _nerf_guarantee(run: Run) -> Section | None:
     """The RS-SDF claim of a NeRF trained with the rs-sdf density (σ of the occupancy grid, in voxels)."""
-    cfg = run.params.get("train") if isinstance(run.params.get("train"), dict) else run.params
-    if cfg.get("density") != "rs-sdf" or not isinstance(cfg.get("sigma"), (int, float)):
+    cfg = _settings_with(run.params, "density", "sigma")  # train-nerf's, or render's nested train settings
+    if cfg is None or cfg.get("density") != "rs-sdf" or not isinstance(cfg.get("sigma"), (int, float)):
         return None
     return Section("guarantee", (
         f"The geometry is an RS-SDF: d = σ·Φ⁻¹(p), with p the learned occupancy sigmoid(θ) blurred by the exact "
