@@ -16,6 +16,7 @@ from geocert.report._blocks import (
     details,
     escape,
     format_value,
+    heat_image,
     image,
     image_data_uri,
     note,
@@ -60,4 +61,5 @@ __all__ = [
     "note",
     "rounded",
     "format_value",
+    "heat_image",
 ]

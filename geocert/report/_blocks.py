@@ -28,6 +28,7 @@ __all__ = [
     "rounded",
     "format_value",
     "png_bytes",
+    "heat_image",
 ]
 
 _ids = itertools.count()
@@ -254,3 +255,18 @@ def plot(data: Sequence[Mapping[str, Any]], layout: Mapping[str, Any] | None = N
             f'<script type="application/json" class="gc-plot-spec" data-for="{pid}">{script_json(spec)}</script>'
             f"{cap}</div>")
 
+
+
+def heat_image(values: Any, vmax: float, *, cmap: str = "viridis", label: str = "") -> tuple[Any, str]:
+    """An ``[H, W]`` map in ``[0, vmax]`` as an RGB uint8 image through a matplotlib colour map, and an HTML
+    colour bar (0 … vmax) to put in its caption."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    cm = colormaps[cmap]
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    img = (cm(np.clip(v / vmax, 0, 1) if vmax > 0 else np.zeros_like(v))[..., :3] * 255 + 0.5).astype(np.uint8)
+    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})" for c in cm(np.linspace(0, 1, 6)))
+    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
+           f"</span> {vmax:.4g}{' ' + escape(label) if label else ''}</span>")
+    return img, bar

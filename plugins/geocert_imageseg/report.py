@@ -17,6 +17,7 @@ from geocert.report import (
     Section,
     certification_plots,
     guarantee_sentence,
+    heat_image,
     image,
     note,
     plot,
@@ -118,21 +119,6 @@ def _colour(labels: Any, num_classes: int) -> Any:
     return pal[np.where((lab < 0) | (lab >= num_classes), num_classes, lab)]
 
 
-def _heat(values: Any, vmax: float, cmap_name: str = "viridis") -> tuple[Any, str]:
-    """A [H, W] map in [0, vmax] as an RGB image, and an HTML colour bar for it."""
-    import numpy as np
-    from matplotlib import colormaps
-
-    cmap = colormaps[cmap_name]
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    img = (cmap(np.clip(v / vmax, 0, 1) if vmax > 0 else v)[..., :3] * 255 + 0.5).astype(np.uint8)
-    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})"
-                      for c in cmap(np.linspace(0, 1, 6)))
-    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
-           f"</span> {vmax:.4g}</span>")
-    return img, bar
-
-
 def _abstain_from_rgb(certified_rgb: Any) -> Any:
     import numpy as np
 
@@ -161,7 +147,7 @@ def _panel(name: str, image_path: str | None, gt: Any | None, labels_rgb: Any, r
     if gt is not None:
         figs.append(image(_colour(gt, num_classes), "ground truth", width=_DISPLAY, pixelated=True))
     figs.append(image(labels_rgb, "certified labels (white = abstain)", width=_DISPLAY, pixelated=True))
-    rmap, bar = _heat(radius_map, vmax)
+    rmap, bar = heat_image(radius_map, vmax)
     figs.append(image(rmap, radius_note, width=_DISPLAY, pixelated=True).replace(
         "</figcaption>", f"<br>{bar}</figcaption>"))
     body = '<div class="gc-row">' + "".join(figs) + "</div>"

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from geocert.report import Run, Section, image, note, plot, rounded, slider, table, video
+from geocert.report import Run, Section, heat_image, image, note, plot, rounded, slider, table, video
 
 __all__ = ["sections", "MAX_FACES", "MAX_SLICE_RES"]
 
@@ -193,7 +193,6 @@ def _on_white(a: Any) -> Any:
 
 def _views(run: Run) -> str:
     import numpy as np
-    from matplotlib import colormaps
     from PIL import Image
 
     files = run.files("test/*.png")
@@ -201,7 +200,6 @@ def _views(run: Run) -> str:
         return note("no test/*.png views in this run folder")
     scene = Path(str(run.config.get("scene") or run.metrics.get("scene") or ""))
     per_view = {v.get("view"): v for v in run.metrics.get("per_view") or [] if isinstance(v, dict)}
-    cmap = colormaps["magma"]
     frames, labels, missing = [], [], 0
     width = 256
     for f in files[:_MAX_VIEWS]:
@@ -216,14 +214,9 @@ def _views(run: Run) -> str:
             if gt.shape[:2] != pred.shape[:2]:
                 gt = np.asarray(Image.fromarray(gt).resize((pred.shape[1], pred.shape[0]), Image.BILINEAR))
             err = np.abs(pred.astype(np.float64) - gt.astype(np.float64)).mean(axis=-1) / 255.0
-            hi = max(float(err.max()), 1e-6)
-            emap = (cmap(err / hi)[..., :3] * 255 + 0.5).astype(np.uint8)
-            stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})"
-                              for c in cmap(np.linspace(0, 1, 6)))
-            bar = (f'<br>0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})"></span> '
-                   f"{hi:.3f} (mean |Δ| of RGB in [0, 1])")
+            emap, bar = heat_image(err, max(float(err.max()), 1e-6), cmap="magma", label="(mean |Δ| of RGB in [0, 1])")
             figs += [image(gt, "ground truth", width=width),
-                     image(emap, "error map", width=width).replace("</figcaption>", f"{bar}</figcaption>")]
+                     image(emap, "error map", width=width).replace("</figcaption>", f"<br>{bar}</figcaption>")]
         else:
             missing += 1
         pv = per_view.get(name, {})
