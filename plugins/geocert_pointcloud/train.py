@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from geocert.errors import InputError, ParameterError
 from geocert.io import read_checkpoint
@@ -51,14 +50,57 @@ def model_input(points: torch.Tensor, normals: torch.Tensor | None) -> torch.Ten
     return points if normals is None else torch.cat([points, normals.expand_as(points)], dim=-1)
 
 
+def noisy_part_logits(model: PointNetPartSeg, x: torch.Tensor, categories: torch.Tensor, masks: torch.Tensor, *,
+                      sigma: float, draws: int, generator: torch.Generator,
+                      normals: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits ``[B, K, N, P]`` of ``draws`` = K independent noisy copies x + N(0, σ²I) of each cloud ``x [B, N, 3]``,
+    with the parts outside each cloud's category (``masks [B, P]`` False) set to -1e9."""
+    b, k = x.shape[0], draws
+    xk = x.repeat_interleave(k, dim=0)
+    xk = xk + torch.randn(xk.shape, generator=generator) * sigma
+    nrm = normals.repeat_interleave(k, dim=0) if normals is not None else None
+    logits = model(model_input(xk, nrm), categories.repeat_interleave(k))
+    logits = logits.masked_fill(~masks.repeat_interleave(k, dim=0)[:, None, :], -1e9)
+    return logits.reshape(b, k, *logits.shape[1:])
+
+
+def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float = 0.0,
+               entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, width: float = 0.05) -> torch.Tensor:
+    """Training loss from the logits ``[B, K, N, P]`` of K noisy copies of each cloud and ``labels [B, N]``.
+
+    Cross-entropy averaged over the copies; with K > 1 and ``consistency`` λ > 0 plus λ·KL(p̄ ‖ p_k), the
+    divergence of each copy's prediction p_k from their mean p̄ (consistency regularisation, Jeong & Shin
+    2020), and ``entropy`` η·H(p̄): both push the noisy predictions of a point to agree, which is what the
+    smoothed classifier's vote fraction, and so the certificate, needs."""
+    b, k, n, p = logits.shape
+    logp = torch.log_softmax(logits, dim=-1)
+    y = labels[:, None, :, None].expand(b, k, n, 1)
+    loss = -logp.gather(-1, y).mean()
+    if k > 1 and (consistency > 0 or entropy > 0):
+        probs = logp.exp()
+        mean = probs.mean(dim=1)  # [B, N, P]
+        ent = -torch.special.xlogy(mean, mean).sum(-1)  # H(p̄)
+        # KL(p̄ ‖ p_k) averaged over k = -H(p̄) - Σ p̄ · mean_k log p_k
+        kl = -ent - (mean * logp.mean(dim=1)).sum(-1)
+        loss = loss + consistency * kl.mean() + entropy * ent.mean()
+    if count > 0:
+        # soft count of the points whose mean probability of the true part clears the cut: its gradient
+        # vanishes for points far below (given up) and far above (already certified)
+        vote = logp.exp().gather(-1, y).squeeze(-1).mean(dim=1)  # [B, N]
+        loss = loss - count * torch.sigmoid((vote - cut) / width).mean()
+    return loss
+
+
 def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tensor, categories: torch.Tensor, *,
                 sigma: float, epochs: int, batch_size: int, lr: float, generator: torch.Generator,
                 rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True,
-                normals: torch.Tensor | None = None) -> list[float]:
+                normals: torch.Tensor | None = None, noise_draws: int = 1, consistency: float = 0.0,
+                entropy: float = 0.0, count: float = 0.0, cut: float = 0.82) -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
-    radians); the loss is cross-entropy over each shape's own category parts. Each step uses a random
-    subset of ``train_points`` points per cloud (0 = all). ``normals [S, N, 3]`` (optional) are appended to
-    the noisy coordinates as features, rotated with the cloud but never noised. Returns the per-epoch loss."""
+    radians); the loss (:func:`noise_loss`) is cross-entropy over each shape's own category parts on
+    ``noise_draws`` noisy copies of every cloud, plus the consistency terms. Each step uses a random subset
+    of ``train_points`` points per cloud (0 = all). ``normals [S, N, 3]`` (optional) are appended to the
+    noisy coordinates as features, rotated with the cloud but never noised. Returns the per-epoch loss."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -75,7 +117,7 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
         run, seen = 0.0, 0
         for i in range(0, len(points), batch_size):
             idx = order[i:i + batch_size]
-            if len(idx) < 2 and len(points) >= 2:  # BatchNorm needs > 1 cloud
+            if len(idx) < 2 and len(points) >= 2 and noise_draws < 2:  # BatchNorm needs > 1 cloud
                 continue
             x, y = points[idx], labels[idx]
             nrm = normals[idx] if normals is not None else None
@@ -89,9 +131,9 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
                 x = torch.cat([rotate_about_up(x[j], ang[j:j + 1]) for j in range(len(idx))])
                 if nrm is not None:
                     nrm = torch.cat([rotate_about_up(nrm[j], ang[j:j + 1]) for j in range(len(idx))])
-            x = x + torch.randn(x.shape, generator=generator) * sigma
-            logits = model(model_input(x, nrm), categories[idx]).masked_fill(~masks[idx][:, None, :], -1e9)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            logits = noisy_part_logits(model, x, categories[idx], masks[idx], sigma=sigma, draws=noise_draws,
+                                       generator=generator, normals=nrm)
+            loss = noise_loss(logits, y, consistency=consistency, entropy=entropy, count=count, cut=cut)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,6 +144,65 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses
+
+
+def _count_above(logits: torch.Tensor, target: torch.Tensor, bias: torch.Tensor, cut: float) -> int:
+    """How many points have a vote fraction of their ``target [M]`` above ``cut``, from ``logits [K, M, P]``
+    of K noise draws shifted by ``bias [P]``."""
+    return int((((logits + bias).argmax(-1) == target).float().mean(0) > cut).sum())
+
+
+@torch.inference_mode()
+def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tensor,
+                          categories: torch.Tensor, *, sigma: float, draws: int, cut: float,
+                          generator: torch.Generator, sample_points: int = 1024,
+                          normals: torch.Tensor | None = None, steps: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1),
+                          ) -> dict[str, list[float]]:
+    """Class-prior calibration of the smoothed decision: per category, add constant biases to its parts'
+    logits (the final layer's bias) so that as many points as possible of the given shapes get a vote
+    fraction P(argmax = true part) above ``cut`` under noise σ — the count certification rewards — instead of
+    the most votes on average that training aims at.
+
+    ``points [S, N, 3]`` (clean), ``labels [S, N]``, ``categories [S]``. Each shape is classified under
+    ``draws`` noise draws; the vote fractions of ``sample_points`` random points per shape are then
+    maximised by coordinate search over each part's bias (the first part of a category stays at 0), with
+    step sizes ``steps`` (each tried from -8 to +8 steps). Changes ``model`` in place; returns the biases
+    per category."""
+    model.eval()
+    masks = part_mask(categories)
+    by_cat: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for i in range(len(points)):
+        c = int(categories[i])
+        if c < 0:
+            continue
+        parts = torch.tensor(CATEGORY_PARTS[CATEGORIES[c]])
+        sub = torch.randperm(points.shape[1], generator=generator)[:sample_points]
+        nrm = normals[i:i + 1] if normals is not None else None
+        logits = noisy_part_logits(model, points[i:i + 1], categories[i:i + 1], masks[i:i + 1], sigma=sigma,
+                                   draws=draws, generator=generator, normals=nrm)[0]  # [K, N, P]
+        target = (labels[i, sub, None] == parts[None]).float().argmax(-1)  # index into the category's parts
+        by_cat.setdefault(c, []).append((logits[:, sub][..., parts], target))
+    final = model.head[-1]
+    out = {}
+    for c, items in sorted(by_cat.items()):
+        logits = torch.cat([z for z, _ in items], dim=1)  # [K, M, Pc]
+        target = torch.cat([t for _, t in items])  # [M]
+
+        bias = torch.zeros(logits.shape[-1])
+        best = _count_above(logits, target, bias, cut)
+        for step in steps:
+            for j in range(1, len(bias)):
+                base = bias
+                for d in range(-8, 9):
+                    trial = base.clone()
+                    trial[j] += d * step
+                    got = _count_above(logits, target, trial, cut)
+                    if got > best:
+                        best, bias = got, trial
+        parts = list(CATEGORY_PARTS[CATEGORIES[c]])
+        final.bias[parts] += bias
+        out[CATEGORIES[c]] = bias.tolist()
+    return out
 
 
 @torch.inference_mode()
@@ -174,7 +275,7 @@ def _validate(cfg) -> None:
     from geocert.validate import check_positive_int, check_sigma
 
     check_sigma(cfg.sigma)
-    for name in ("epochs", "batch_size", "width", "num_points", "threads"):
+    for name in ("epochs", "batch_size", "width", "num_points", "threads", "noise_draws", "calibration_draws"):
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"lr must be > 0, got {cfg.lr}")
@@ -182,6 +283,12 @@ def _validate(cfg) -> None:
         raise ParameterError("max-train-shapes, eval-shapes and train-points must be >= 0 (0 = all)")
     if not (math.isfinite(cfg.rotation_sigma_deg) and cfg.rotation_sigma_deg >= 0):
         raise ParameterError(f"rotation-sigma-deg must be >= 0, got {cfg.rotation_sigma_deg}")
+    for name in ("consistency", "entropy", "count_loss"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ParameterError(f"{name} must be >= 0, got {v}")
+    if not (0 < cfg.calibration_cut < 1):
+        raise ParameterError(f"calibration-cut must lie in (0, 1), got {cfg.calibration_cut}")
 
 
 def run_train(cfg) -> dict:
@@ -222,7 +329,13 @@ def run_train(cfg) -> dict:
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
                          lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
-                         train_points=cfg.train_points, normals=nrm)
+                         train_points=cfg.train_points, normals=nrm, noise_draws=cfg.noise_draws,
+                         consistency=cfg.consistency, entropy=cfg.entropy, count=cfg.count_loss,
+                         cut=cfg.calibration_cut)
+    biases = None
+    if cfg.calibrate:
+        biases = calibrate_part_biases(model, pts, lab, cat, sigma=cfg.sigma, draws=cfg.calibration_draws,
+                                       cut=cfg.calibration_cut, generator=gen, normals=nrm)
     train_s = time.perf_counter() - t0
     eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, use_normals=cfg.normals,
                                   generator=torch.Generator().manual_seed(cfg.seed + 1))
@@ -234,6 +347,7 @@ def run_train(cfg) -> dict:
         "sigma": cfg.sigma,
         "train_seconds": train_s,
         "final_loss": losses[-1] if losses else None,
+        "part_biases": biases,
         "loss_per_epoch": losses,
         "test": eval_metrics,
         "num_parameters": sum(p.numel() for p in model.parameters()),
