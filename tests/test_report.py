@@ -236,3 +236,11 @@ def test_cli_report_command(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("geocert report: error:") and "not a folder" in err[0]
+
+
+def test_broken_plugin_registry_still_gives_a_page(tmp_path, monkeypatch, capsys):
+    run = _write_run(tmp_path)
+    monkeypatch.setenv("GEOCERT_PLUGINS", "not-a-spec")
+    html = R.build_report(run)
+    assert 'data-section="Metrics"' in html and "plugin &#x27;pointcloud&#x27; is not installed" in html
+    assert "plugins not loaded (PluginError" in capsys.readouterr().err

@@ -142,7 +142,11 @@ def _plugins() -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return discover()
+        try:
+            return discover()
+        except Exception as exc:  # e.g. a malformed GEOCERT_PLUGINS: the core sections still show
+            print(f"geocert report: warning: plugins not loaded ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return {}
 
 
 def _command_of(config: dict, plugin: Any) -> str | None:
