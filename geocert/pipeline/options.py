@@ -8,6 +8,7 @@ k, batch size, seed, device, threads, --overwrite) and, through :class:`Executor
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 __all__ = ["ExecutorOptions", "CertifyOptions", "executor_from"]
@@ -34,14 +35,15 @@ def executor_from(cfg: Any) -> Any:
     from geocert.pipeline.executors import get_executor
 
     name = getattr(cfg, "executor", "local")
-    if name == "local":
-        return get_executor("local")
     workers = getattr(cfg, "workers", 0)
     gpus = getattr(cfg, "gpus_per_worker", 0.0)
+    # checked whatever the executor, so a bad value is never silently ignored
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ParameterError(f"--workers must be 0 (auto) or a positive integer, got {workers!r}")
-    if not (isinstance(gpus, (int, float)) and gpus >= 0 and gpus == gpus):
-        raise ParameterError(f"--gpus-per-worker must be >= 0, got {gpus!r}")
+    if not (isinstance(gpus, (int, float)) and math.isfinite(gpus) and gpus >= 0):
+        raise ParameterError(f"--gpus-per-worker must be a finite number >= 0, got {gpus!r}")
+    if name == "local":
+        return get_executor("local")
     return get_executor(name, address=getattr(cfg, "ray_address", None), workers=workers, gpus_per_worker=gpus)
 
 

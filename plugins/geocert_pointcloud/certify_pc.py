@@ -157,11 +157,12 @@ class PointCloudTask(DatasetTask):
 def _settings(cfg) -> CertifySettings:
     from geocert.validate import check_sigma
 
+    xyz_sigma = check_sigma(cfg.sigma, "sigma")  # both checked, so a bad value is never silently ignored
+    angle_sigma = math.radians(check_sigma(cfg.angle_sigma_deg, "angle-sigma-deg"))
     if cfg.mode == "xyz":
-        sigma, scale, unit = check_sigma(cfg.sigma, "sigma"), 1.0, "l2 (unit sphere)"
+        sigma, scale, unit = xyz_sigma, 1.0, "l2 (unit sphere)"
     else:
-        sigma = math.radians(check_sigma(cfg.angle_sigma_deg, "angle-sigma-deg"))
-        scale, unit = 180.0 / math.pi, "degrees"
+        sigma, scale, unit = angle_sigma, 180.0 / math.pi, "degrees"
     return CertifySettings(sigma=sigma, n0=cfg.n0, n=cfg.n, tau=cfg.tau, alpha=cfg.alpha, correction=cfg.correction,
                            k=cfg.k, batch_size=cfg.batch_size, seed=cfg.seed, curve_taus=tuple(cfg.curve_taus),
                            radius_scale=scale, radius_unit=unit).validate()
