@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Run": "run", "open_run": "run", "check_output": "run", "active_run": "run",
+    "Run": "run", "open_run": "run", "preflight": "run", "check_output": "run", "active_run": "run",
     "resolve_device": "environment", "resolve_threads": "environment", "apply_threads": "environment",
     "cache_root": "environment",
     "progress": "progress", "Progress": "progress",

@@ -35,7 +35,7 @@ from typing import Any
 
 from geocert.errors import ParameterError
 
-__all__ = ["Run", "open_run", "check_output", "active_run", "abort_active", "find_command"]
+__all__ = ["Run", "open_run", "preflight", "check_output", "active_run", "abort_active", "find_command"]
 
 _ACTIVE: list[Run] = []
 
@@ -92,6 +92,18 @@ def check_output(output: str | os.PathLike, option: str = "--output") -> Path:
     except OSError as exc:
         raise ParameterError(f"{option} {out}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
     return out
+
+
+def preflight(config: Any, *, output: str | os.PathLike | None = None) -> Any:
+    """Check the options every command shares, before any slow work (loading data, training a default
+    model): ``--output`` (:func:`check_output`), ``--threads``, ``--device``. Returns the resolved device.
+    :func:`open_run` checks them again; calling this first just makes a bad value fail fast."""
+    from geocert.pipeline.environment import resolve_device, resolve_threads
+
+    check_output(output if output is not None else config.output)
+    if hasattr(config, "threads"):
+        resolve_threads(config.threads)
+    return resolve_device(getattr(config, "device", "cpu"))
 
 
 @dataclasses.dataclass

@@ -181,10 +181,10 @@ def _model_identity(spec: str) -> str | None:
 
 def run(cfg) -> dict:
     """``geocert certify-pc``: validate everything, then certify shape by shape (resumable)."""
-    from geocert.pipeline import certify_dataset, check_output, executor_from, open_run, resolve_device
+    from geocert.pipeline import certify_dataset, executor_from, open_run, preflight
     from geocert.validate import check_positive_int
 
-    check_output(cfg.output)  # before anything slow (loading data, training the default model)
+    device = preflight(cfg)  # --output, --threads, --device: before anything slow (data, the default model)
     settings = _settings(cfg)
     for name in ("num_points",):
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
@@ -192,7 +192,6 @@ def run(cfg) -> dict:
         raise ParameterError(f"--num-shapes must be >= 0 (0 = all), got {cfg.num_shapes}")
     if cfg.category is not None and cfg.category not in CATEGORIES:
         raise ParameterError(f"--category must be one of {', '.join(CATEGORIES)}, got {cfg.category!r}")
-    device = resolve_device(cfg.device)
     executor = executor_from(cfg)
 
     from geocert_pointcloud.scenes import default_dataset
