@@ -22,15 +22,16 @@ def validate(cfg: RenderConfig) -> None:
     """Parameter checks (one line each, options named as typed) and the memory the exports need."""
     from geocert.validate import check_positive_int
     from geocert_rs_sdf import memory
+    from geocert_rs_sdf.cmd_train_nerf import check_counts
 
     for name, value in (("orbit-frames", cfg.orbit_frames), ("mesh-res", cfg.mesh_res),
                         ("chamfer-points", cfg.chamfer_points)):
         check_positive_int(value, f"--{name}")
     if cfg.mesh_res < 8:
         raise ParameterError(f"--mesh-res must be >= 8, got {cfg.mesh_res}")
-    for name, value in (("width", cfg.width), ("test-views", cfg.test_views)):
-        if value < 0:
-            raise ParameterError(f"--{name} must be >= 0, got {value}")
+    check_counts(width=cfg.width, test_views=cfg.test_views)
+    if not -90.0 <= cfg.orbit_elevation <= 90.0:  # NaN fails too
+        raise ParameterError(f"--orbit-elevation must be in [-90, 90] degrees, got {cfg.orbit_elevation}")
     memory.check_fits(cfg.mesh_res**3 * memory.MESH_BYTES_PER_VOXEL, f"--mesh-res {cfg.mesh_res}",
                       f"marching cubes over {cfg.mesh_res}³ points")
     memory.check_fits(cfg.chamfer_points * 256, f"--chamfer-points {cfg.chamfer_points}",

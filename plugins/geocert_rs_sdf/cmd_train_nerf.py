@@ -20,11 +20,18 @@ from typing import Any
 from geocert.errors import InputError, ParameterError
 from geocert_rs_sdf.config import TrainNerfConfig
 
-__all__ = ["run", "train", "validate", "result_key", "scene_dir"]
+__all__ = ["run", "train", "validate", "result_key", "scene_dir", "check_counts"]
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def check_counts(**counts: int) -> None:
+    """Counts where 0 means "all" or "automatic": each must be >= 0 (``max_views=-1`` → ``--max-views``)."""
+    for name, value in counts.items():
+        if value < 0:
+            raise ParameterError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
 
 
 def validate(cfg: TrainNerfConfig) -> None:
@@ -50,9 +57,7 @@ def validate(cfg: TrainNerfConfig) -> None:
         raise ParameterError(f"--mask-weight must be >= 0, got {st.mask_weight}")
     if not 0.0 <= st.foreground_fraction <= 1.0:
         raise ParameterError(f"--foreground-fraction must be in [0, 1], got {st.foreground_fraction}")
-    for name, value in (("max-views", cfg.max_views), ("eval-views", cfg.eval_views)):
-        if value < 0:
-            raise ParameterError(f"--{name} must be >= 0, got {value}")
+    check_counts(max_views=cfg.max_views, eval_views=cfg.eval_views)
     memory.check_fits(fs.grid_res**3 * memory.NERF_BYTES_PER_VOXEL, f"--grid-res {fs.grid_res}",
                       f"a {fs.grid_res}³ occupancy grid with its blur, gradients and optimizer state")
     memory.check_fits(st.rays * fs.samples * memory.NERF_BYTES_PER_SAMPLE, f"--rays {st.rays}",

@@ -541,3 +541,18 @@ def test_slice_figure_is_red_inside_and_blue_outside_with_a_colour_bar():
         px, py = ax.transData.transform((x, 0.5))
         r, _, b = img[int(height - py), int(px)]
         assert (r > b + 50) if inside else (b > r + 50), (x, r, b)
+
+
+def test_interrupted_sdf_leaves_nothing_and_does_not_promise_a_resume(tmp_path, capsys, monkeypatch):
+    import geocert_rs_sdf.sdf as sdf_module
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sdf_module, "rs_sdf", interrupt)
+    out = tmp_path / "out"
+    assert cli(["sdf", str(_box_stl(tmp_path)), "--output", str(out), "--resolution", "24", "--sigma", "1.0",
+                "--supersample", "1"]) == 130
+    err = capsys.readouterr().err
+    assert "geocert sdf: interrupted" in err and "resume" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["box.stl"]
