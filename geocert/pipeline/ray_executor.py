@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -89,8 +90,8 @@ class RayExecutor:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ParameterError(f"--workers must be 0 (auto) or a positive integer, got {workers!r}")
         if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) \
-                or not gpus_per_worker >= 0:
-            raise ParameterError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker!r}")
+                or not (math.isfinite(gpus_per_worker) and gpus_per_worker >= 0):
+            raise ParameterError(f"--gpus-per-worker must be a finite number >= 0, got {gpus_per_worker!r}")
         if address is not None and not str(address).strip():
             raise ParameterError("--ray-address must be auto, HOST:PORT or ray://HOST:PORT, got an empty string")
         self.address = str(address).strip() if address is not None else None
@@ -166,11 +167,15 @@ class RayExecutor:
             queue = collections.deque(names)
             running: dict[Any, tuple[Any, str]] = {}
             attempts: collections.Counter[str] = collections.Counter()
-            while queue or running:
+
+            def dispatch() -> None:  # the next items to the free workers
                 while queue and idle:
                     actor, name = idle.popleft(), queue.popleft()
                     attempts[name] += 1
                     running[actor.certify.remote(task_ref, name, settings)] = (actor, name)
+
+            while queue or running:
+                dispatch()
                 ready, _ = ray.wait(list(running), num_returns=1)
                 actor, name = running.pop(ready[0])
                 try:
@@ -181,10 +186,9 @@ class RayExecutor:
                                            f"{_first_line(exc)})") from None
                     ray.kill(actor, no_restart=True)
                     actors.remove(actor)
-                    actor = spawn()
-                    actors.append(actor)
+                    actors.append(spawn())
+                    idle.append(actors[-1])
                     queue.appendleft(name)
-                    idle.append(actor)
                     continue
                 except RayTaskError as exc:  # raised by the task or the model: the same error as locally
                     cause = getattr(exc, "cause", None)
@@ -192,6 +196,7 @@ class RayExecutor:
                         raise cause from None
                     raise
                 idle.append(actor)
+                dispatch()  # the worker goes on while the driver writes this result
                 yield result
         finally:
             for actor in actors:

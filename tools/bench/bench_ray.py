@@ -1,0 +1,186 @@
+"""Benchmark: ``geocert certify-pc`` at its default n on the local executor vs Ray with 1 and 2 local workers.
+
+Runs the real command three times on the same shapes (``--threads 1``: one torch thread, as a Ray worker
+uses), in this process, with one local Ray instance started beforehand (its start-up is timed separately).
+The executors are wrapped to time every item as the driver receives it. Prints
+
+- items/s per executor: steady state ((K − w) items between the w-th and the last result, w = workers) and
+  end to end (from the call, with worker start-up and model load), with ratios from this one run;
+- the per-item overhead of Ray: the steady per-item wall time with 1 Ray worker minus the local one, and
+  the bare round trip of one item's result through Ray (an actor returning arrays of the same size);
+- whether all three runs gave the same per-shape arrays (bit for bit);
+- a scaling estimate for ShapeNet-part's 2,874 test shapes at n = 10,000 on N GPU workers, from the
+  measured numbers and the assumptions it prints.
+
+    python tools/bench/bench_ray.py [--num-shapes 6] [--n 1000] [--checkpoint auto]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import tyro
+
+SHAPENET_TEST_SHAPES = 2874
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    num_shapes: int = 6
+    """Shapes per run (K); the steady-state rates use the last K − workers of them."""
+    n: int = 1000
+    """Estimation samples (certify-pc's default)."""
+    checkpoint: str = "auto"
+    """certify-pc --checkpoint (auto: the default model, trained once into the cache)."""
+    output: Path | None = None
+    """Where the three runs go (default: a temporary folder, removed)."""
+    round_trips: int = 20
+    """Round trips of one item's result through Ray to time."""
+
+
+class Timed:
+    """An executor that passes items through and records when the driver receives each of them."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.start = 0.0
+        self.arrivals: list[float] = []
+        self.payload = None
+
+    def run(self, task, settings, names, device):
+        self.start = time.perf_counter()
+        for result in self.inner.run(task, settings, names, device):
+            self.arrivals.append(time.perf_counter())
+            self.payload = result
+            yield result
+
+
+def rates(timed: Timed, workers: int) -> tuple[float, float]:
+    """(steady-state items/s, end-to-end items/s)."""
+    t = timed.arrivals
+    steady = (len(t) - workers) / (t[-1] - t[workers - 1]) if len(t) > workers else float("nan")
+    return steady, len(t) / (t[-1] - timed.start)
+
+
+def round_trip_s(payload, repeats: int) -> float:
+    """Median seconds for one Ray round trip carrying ``payload`` back (submit, wait, fetch, unpickle)."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class Echo:
+        def __init__(self, value):
+            self.value = value
+
+        def get(self, name):
+            return self.value
+
+    echo = Echo.remote(payload)
+    ray.get(echo.get.remote("warm-up"))
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        ray.wait([ref := echo.get.remote(str(i))], num_returns=1)
+        ray.get(ref)
+        times.append(time.perf_counter() - t0)
+    ray.kill(echo)
+    return statistics.median(times)
+
+
+def same_arrays(a: Path, b: Path) -> bool:
+    import numpy as np
+
+    files = sorted(p.name for p in (a / "shapes").glob("*.npz"))
+    if files != sorted(p.name for p in (b / "shapes").glob("*.npz")):
+        return False
+    for name in files:
+        with np.load(a / "shapes" / name) as x, np.load(b / "shapes" / name) as y:
+            if x.files != y.files or not all(np.array_equal(x[k], y[k], equal_nan=True) for k in x.files):
+                return False
+    return True
+
+
+def main() -> None:
+    import ray
+
+    from geocert.cli import main as cli
+    from geocert.pipeline import executors
+
+    args = tyro.cli(Args)
+    root = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    common = ["certify-pc", "--checkpoint", args.checkpoint, "--num-shapes", str(args.num_shapes), "--n",
+              str(args.n), "--threads", "1", "--no-save-ply"]
+    # the default model and data set exist before anything is timed
+    assert cli([*common[:3], "--num-shapes", "1", "--n", "60", "--n0", "4", "--output", str(root / "warm")]) == 0
+
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    ray_start = time.perf_counter() - t0
+
+    made: list[Timed] = []
+    original = dict(executors.EXECUTORS)
+    for key, factory in original.items():
+        executors.EXECUTORS[key] = lambda factory=factory, **kw: made.append(Timed(factory(**kw))) or made[-1]
+    runs = {"local": ([], 1), "ray, 1 worker": (["--executor", "ray", "--workers", "1"], 1),
+            "ray, 2 workers": (["--executor", "ray", "--workers", "2"], 2)}
+    results = {}
+    try:
+        for label, (extra, workers) in runs.items():
+            out = root / label.replace(", ", "_").replace(" ", "")
+            assert cli([*common, *extra, "--output", str(out)]) == 0, label
+            timed = made[-1]
+            records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+            results[label] = (timed, workers, out, records)
+        trip = round_trip_s(made[0].payload, args.round_trips)
+    finally:
+        executors.EXECUTORS.update(original)
+        ray.shutdown()
+
+    k = args.num_shapes
+    print(f"\ncertify-pc, {k} shapes × 2048 points, n0 = 10, n = {args.n}, one torch thread per worker; "
+          f"Ray start-up {ray_start:.1f} s (not counted below)")
+    print(f"{'executor':16} {'steady items/s':>15} {'end-to-end items/s':>19} {'s/item':>8}  in-item s (mean)")
+    steady = {}
+    for label, (timed, workers, _, records) in results.items():
+        s, e = rates(timed, workers)
+        steady[label] = s
+        inside = statistics.mean(r["sampling_s"] + r["statistics_s"] for r in records)
+        print(f"{label:16} {s:15.4f} {e:19.4f} {1 / s:8.2f}  {inside:.2f}")
+    local, one, two = (steady[label] for label in runs)
+    print(f"ratios (this run): ray 1 worker / local {one / local:.2f}×, ray 2 workers / ray 1 worker "
+          f"{two / one:.2f}×, ray 2 workers / local {two / local:.2f}×")
+    per_local, per_one = 1 / local, 1 / one
+    print(f"Ray overhead per item: steady wall time 1 worker − local = {per_one - per_local:+.3f} s "
+          f"({(per_one - per_local) / per_local:+.1%} of {per_local:.2f} s); bare round trip of one item's "
+          f"result {trip * 1e3:.2f} ms ({trip / per_local:.3%})")
+    same = all(same_arrays(results["local"][2], results[label][2]) for label in runs)
+    print(f"per-shape arrays identical across the three runs (bit for bit): {same}")
+
+    # ---- scaling estimate
+    fwd = statistics.mean(r["forward_s"] / (10 + args.n) for r in results["local"][3])
+    cpu_item = fwd * (10 + 10_000)
+    gpu_item = 86_400 / SHAPENET_TEST_SHAPES  # the issue's "about a day of one GPU" at n = 10,000
+    print(f"\nScaling estimate, ShapeNet-part test ({SHAPENET_TEST_SHAPES} shapes × 2048 points, n = 10,000):")
+    print(f"  measured here: {fwd * 1e3:.2f} ms of model per noisy cloud on one CPU thread → "
+          f"{cpu_item:.0f} s per shape at n = 10,000 on one CPU worker")
+    print(f"  assumed: {gpu_item:.1f} s per shape on one GPU worker (one GPU-day for the split, the issue's figure;"
+          " replace with a measured per-shape time)")
+    driver = max(per_local - statistics.mean(r["sampling_s"] + r["statistics_s"] for r in results["local"][3]),
+                 trip)
+    print(f"  assumed: the driver handles one result in ≤ {driver:.3f} s (measured: local per-item wall minus "
+          "in-item time), workers run independently, shapes load from a shared file system, start-up of "
+          "≈ one minute per worker (model load + imports) is paid once")
+    for n_workers in (1, 2, 4, 8, 16, 32, 64):
+        hours = (SHAPENET_TEST_SHAPES / n_workers * gpu_item + 60) / 3600
+        limit = gpu_item / driver
+        print(f"  {n_workers:3d} GPU workers: {hours:7.2f} h" + ("  (driver-bound)" if n_workers > limit else ""))
+    print(f"  the driver stays ahead up to ≈ {gpu_item / driver:.0f} workers (per-shape time / per-result "
+          "driver time); beyond that rates stop growing")
+
+
+if __name__ == "__main__":
+    main()
