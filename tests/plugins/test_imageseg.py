@@ -560,7 +560,9 @@ def test_dataset_mode_error_line_starts_after_the_bar(tiny_data, tmp_path, capsy
 def test_train_commands_write_checkpoints(tiny_data, tmp_path):
     out = tmp_path / "seg"
     assert _run("train-seg", tiny_data, "--epochs", 1, "--width", 8, "--noise-sigma", 0, "--output", out,
-                "--no-progress") == 0
+                "--threads", 1, "--no-progress") == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["threads"] == 1 and cfg["device"] == "cpu" and cfg["command"] == "train-seg"
     model, meta = load_checkpoint(out / "model.pt", SEG_KIND)
     assert isinstance(model, SegModel) and meta["num_classes"] == 4 and meta["train_sigma"] == 0.0
     m = json.loads((out / "metrics.json").read_text())
@@ -588,3 +590,295 @@ def test_plugin_module_is_light():
             "print('torch' in sys.modules, 'numpy' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------------------------- any model (issue 9)
+
+_FACTORIES = '''
+import torch
+
+
+class Const(torch.nn.Module):
+    """Logits favouring class 1 everywhere."""
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 4, x.shape[-2], x.shape[-1], device=x.device)
+        logits[:, 1] = 1.0
+        return logits
+
+
+def const():
+    return Const()
+
+
+class _Lambda(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def wrong_shape():
+    return _Lambda(lambda x: torch.zeros(x.shape[0], 4, x.shape[-2] // 2, x.shape[-1] // 2))
+
+
+def nan_logits():
+    return _Lambda(lambda x: torch.full((x.shape[0], 4, x.shape[-2], x.shape[-1]), float("nan")))
+
+
+def not_a_tensor():
+    return _Lambda(lambda x: {"logits": x})
+
+
+def crashes():
+    return _Lambda(lambda x: x.reshape(7, -1, 3))
+
+
+def broken_factory():
+    raise RuntimeError("no weights here")
+'''
+
+
+@pytest.fixture(scope="module")
+def factories(tmp_path_factory) -> str:
+    """A test module of model factories on sys.path; returns its name for ``--model name:factory``."""
+    folder = tmp_path_factory.mktemp("factories")
+    (folder / "imageseg_test_factories.py").write_text(_FACTORIES)
+    sys.path.insert(0, str(folder))
+    yield "imageseg_test_factories"
+    sys.path.remove(str(folder))
+
+
+def test_factory_model_certifies_like_the_same_torchscript_model(tiny_data, factories, tmp_path):
+    """--model package.module:factory and a TorchScript file of the same model give the same certificates."""
+    import importlib
+
+    torch.jit.script(importlib.import_module(factories).Const()).save(str(tmp_path / "const.pt"))
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    mask = tiny_data / "test" / "masks" / "xray_test_0000.png"
+    common = ["--mask", mask, "--n", 20, "--n0", 2, "--tau", 0.5, "--no-progress"]
+    assert _run("certify-seg", img, "--model", f"{factories}:const", *common, "--output", tmp_path / "f") == 0
+    assert _run("certify-seg", img, "--model", tmp_path / "const.pt", *common, "--output", tmp_path / "t") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "f" / "labels.npy"), np.load(tmp_path / "t" / "labels.npy"))
+    m = json.loads((tmp_path / "f" / "metrics.json").read_text())
+    assert m["num_classes"] == 4 and m["abstain_pct"] == 0.0
+    assert m["certified_pixel_accuracy"] == pytest.approx(float((load_mask(mask) == 1).float().mean()))
+    cfg = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert cfg["model_kind"] == "factory" and cfg["model"] == f"{factories}:const"
+
+
+@pytest.mark.parametrize("factory, message", [
+    ("wrong_shape", "the model must return logits [1, 4, 32, 32] or integer labels [1, 32, 32] for these pixels, "
+                    "got [1, 4, 16, 16]"),
+    ("nan_logits", "the model returned NaN or infinite logits"),
+    ("not_a_tensor", "the model must return a tensor, got dict"),
+    ("crashes", "the model failed on a [1, 1, 32, 32] image in [0, 1] (RuntimeError"),
+    ("broken_factory", "the factory failed (RuntimeError: no weights here)"),
+    ("no_such_factory", "has no attribute 'no_such_factory'"),
+])
+def test_model_contract_errors_are_one_line(tiny_data, factories, tmp_path, capsys, factory, message):
+    """A user's model that breaks the output contract: exit 2, one line naming the model, nothing written."""
+    img = tiny_data / "test" / "images" / "xray_test_0000.png"
+    out = tmp_path / "never"
+    capsys.readouterr()
+    assert _run("certify-seg", img, "--model", f"{factories}:{factory}", "--n", 20, "--n0", 2, "--tau", 0.6,
+                "--alpha", 0.1, "--output", out, "--no-progress") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geocert certify-seg: error: {factories}:{factory}: ") and \
+        message in err[0], err
+    assert not out.exists()
+
+
+def test_item_seed_depends_on_the_name_not_the_position(tiny_data, tiny_model, tmp_path):
+    """Per-image noise seeds come from item_seed(seed, file stem): an image gets the same labels alone, second
+    in a folder, or in a folder run that starts with it."""
+    from geocert.pipeline import item_seed
+
+    common = ["--model", tiny_model, "--n", 30, "--n0", 5, "--tau", 0.6, "--alpha", 0.05, "--no-progress"]
+    assert _run("certify-seg", tiny_data, *common, "--output", tmp_path / "ds") == 0
+    img = tiny_data / "test" / "images" / "xray_test_0001.png"
+    assert _run("certify-seg", img, *common, "--output", tmp_path / "one") == 0
+    with np.load(tmp_path / "ds" / "items" / "xray_test_0001.npz") as z:
+        np.testing.assert_array_equal(z["certified"], np.load(tmp_path / "one" / "labels.npy"))
+    assert item_seed(0, "xray_test_0001") != item_seed(0, "xray_test_0000") != 1  # not seed + index
+
+
+# ---------------------------------------------------------------------------------------------- hardening (issue 12)
+
+
+def _forbid_training(monkeypatch):
+    """Make every training entry point fail loudly: a check that must come first did not."""
+    import geocert_imageseg.train as train
+
+    def boom(*a, **kw):
+        raise AssertionError("training started before the check")
+
+    for name in ("train_segmenter", "train_unet_denoiser", "train_ddpm"):
+        monkeypatch.setattr(train, name, boom)
+
+
+def _one_error_line(capsys, command: str) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith(f"geocert {command}: error: "), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def _read_only_place(tmp_path) -> Path:
+    """A folder in which nothing can be created (root ignores permission bits: /sys is read-only)."""
+    import os
+
+    if os.geteuid() == 0:
+        if not Path("/sys").is_dir():
+            pytest.skip("no read-only place for root")
+        return Path("/sys/geocert-test-output")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    return ro / "out"
+
+
+@pytest.mark.parametrize("command, extra", [
+    ("train-seg", ["--epochs", 1, "--width", 8]),
+    ("train-denoiser", ["--epochs", 1, "--width", 8]),
+    ("certify-seg", ["--n", 20, "--n0", 2, "--tau", 0.6]),
+])
+def test_output_at_a_file_or_read_only_place_is_refused_before_work(tiny_data, tiny_model, tmp_path, capsys,
+                                                                    monkeypatch, command, extra):
+    _forbid_training(monkeypatch)
+    if command == "certify-seg":
+        extra = [*extra, "--model", tiny_model]
+    (tmp_path / "F").write_text("keep me")
+    capsys.readouterr()
+    assert _run(command, tiny_data, *extra, "--output", tmp_path / "F", "--no-progress") == 2
+    assert "exists and is not a folder" in _one_error_line(capsys, command)
+    assert (tmp_path / "F").read_text() == "keep me"
+    ro = _read_only_place(tmp_path)
+    assert _run(command, tiny_data, *extra, "--output", ro, "--no-progress") == 2
+    assert "cannot write in" in _one_error_line(capsys, command)
+
+
+def test_train_seg_architecture_checked_against_the_image_size(tiny_data, tmp_path, capsys, monkeypatch):
+    """--depth beyond what 32x32 images allow (7; 30 used to hang) and a U-Net too large are refused in one line
+    before training; the largest allowed depth is named."""
+    _forbid_training(monkeypatch)
+    out = tmp_path / "never"
+    for extra, msg in (
+        (["--depth", 7], "--depth 7: the U-Net halves the image 7 times, but the 32x32 training images allow at "
+                         "most --depth 4"),
+        (["--depth", 30], "--depth 30:"),
+        (["--width", 4096, "--depth", 3], "--width 4096 --depth 3: the U-Net would have"),
+        (["--depth", 0], "--depth must be a positive integer"),
+    ):
+        capsys.readouterr()
+        assert _run("train-seg", tiny_data, *extra, "--output", out, "--no-progress") == 2
+        assert msg in _one_error_line(capsys, "train-seg")
+        assert not out.exists()
+    from geocert_imageseg.models import check_unet_options
+
+    check_unet_options(width=16, depth=4, image_size=(32, 32), in_channels=1, out_channels=4)  # the limit itself
+
+
+@pytest.mark.parametrize("command, option, value, msg", [
+    ("train-seg", "--batch-size", 0, "--batch-size must be a positive integer"),
+    ("train-seg", "--epochs", -1, "--epochs must be a positive integer"),
+    ("train-seg", "--noise-sigma", "nan", "--noise-sigma must be a finite number >= 0"),
+    ("train-seg", "--threads", -1, "--threads must be 0 (auto) or a positive integer"),
+    ("train-denoiser", "--batch-size", 0, "--batch-size must be a positive integer"),
+    ("train-denoiser", "--sigma-min", 0, "--sigma-min must be > 0"),
+    ("train-denoiser", "--lr", 0, "--lr must be a finite number > 0"),
+    ("certify-seg", "--batch-size", 0, "--batch-size must be a positive integer"),
+    ("certify-seg", "--denoise-steps", 0, "--denoise-steps must be a positive integer"),
+    ("certify-seg", "--max-images", 0, "--max-images must be a positive integer"),
+    ("certify-seg", "--threads", -2, "--threads must be 0 (auto) or a positive integer"),
+])
+def test_errors_name_options_as_typed(tiny_data, tmp_path, capsys, monkeypatch, command, option, value, msg):
+    _forbid_training(monkeypatch)
+    capsys.readouterr()
+    assert _run(command, tiny_data, option, value, "--output", tmp_path / "never", "--no-progress") == 2
+    assert msg in _one_error_line(capsys, command)
+    assert not (tmp_path / "never").exists()
+
+
+def test_ddpm_width_that_group_norm_cannot_split_is_refused(tiny_data, tmp_path, capsys, monkeypatch):
+    _forbid_training(monkeypatch)
+    capsys.readouterr()
+    assert _run("train-denoiser", tiny_data, "--kind", "ddpm", "--width", 12, "--output", tmp_path / "never",
+                "--no-progress") == 2
+    assert "--width 12: a ddpm denoiser needs a multiple of 8" in _one_error_line(capsys, "train-denoiser")
+
+
+def test_corrupt_image_files_give_clean_lines_without_library_hints(tiny_data, tiny_model, tmp_path, capsys):
+    """Empty / corrupt PNG and garbage .npy: one line naming the file, no imageio plugin advice
+    (`pip install imageio[pyav]`) and no NumPy `allow_pickle` advice."""
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+    (tmp_path / "garbage.npy").write_bytes(b"\x80\x04\x95" + bytes(range(100)))
+    (tmp_path / "pickled.npy").write_bytes(b"")
+    np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for name, msg in (("empty.png", "empty.png: empty file"),
+                      ("corrupt.png", "corrupt.png: cannot read image (corrupt, truncated, or not a PNG image)"),
+                      ("garbage.npy", "garbage.npy: not a readable NumPy .npy array"),
+                      ("pickled.npy", "pickled.npy: not a readable NumPy .npy array")):
+        capsys.readouterr()
+        assert _run("certify-seg", tmp_path / name, "--model", tiny_model, "--output", tmp_path / "never",
+                    "--no-progress") == 2
+        line = _one_error_line(capsys, "certify-seg")
+        assert msg in line and "pip install" not in line and "allow_pickle" not in line, line
+        assert not (tmp_path / "never").exists()
+    with pytest.raises(InputError, match="corrupt.png: cannot read image"):  # a mask through the same reader
+        load_mask(tmp_path / "corrupt.png")
+
+
+def test_certify_seg_help_says_what_sigma_is(capsys):
+    assert _run("certify-seg", "--help") == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "[0, 1] pixel units" not in text
+    assert "the standard deviation of the Gaussian noise added to pixel intensities scaled to [0, 1]" in text
+
+
+def test_overwrite_empties_the_dataset_folder(tiny_data, tiny_model, tmp_path):
+    """--overwrite with a different configuration starts from an empty folder: no label PNG, item file or
+    results line of the older run is left behind."""
+    out = tmp_path / "ds"
+    common = ["--model", tiny_model, "--n", 30, "--n0", 5, "--tau", 0.6, "--alpha", 0.05, "--output", out,
+              "--no-progress"]
+    assert _run("certify-seg", tiny_data, *common) == 0
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["xray_test_0000.png", "xray_test_0001.png"]
+    assert _run("certify-seg", tiny_data, *common, "--sigma", 0.5, "--max-images", 1, "--overwrite") == 0
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["xray_test_0000.png"]
+    assert sorted(p.name for p in (out / "items").iterdir()) == ["xray_test_0000.npz"]
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in recs] == ["xray_test_0000"]
+    assert json.loads((out / "config.json").read_text())["config"]["sigma"] == 0.5
+
+
+def test_interrupted_train_seg_does_not_promise_resume(tiny_data, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during train-seg (after model.pt was written, while scoring the test split): exit 130, the message
+    says nothing was written (train-seg does not resume), and nothing is in --output."""
+    import geocert_imageseg.train as train
+
+    def interrupt(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "evaluate_segmenter", interrupt)
+    out = tmp_path / "seg"
+    capsys.readouterr()
+    assert _run("train-seg", tiny_data, "--epochs", 1, "--width", 8, "--output", out, "--no-progress") == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["geocert train-seg: interrupted (nothing was written)"], err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".seg.*"))  # no staging folder left beside it
+
+
+def test_cuda_absent_is_one_line_on_every_command(tiny_data, tiny_model, tmp_path, capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here")
+    _forbid_training(monkeypatch)
+    for command, extra in (("train-seg", []), ("train-denoiser", []), ("certify-seg", ["--model", tiny_model])):
+        capsys.readouterr()
+        assert _run(command, tiny_data, *extra, "--device", "cuda:0", "--output", tmp_path / "never",
+                    "--no-progress") == 2
+        assert "--device cuda:0: CUDA is not available" in _one_error_line(capsys, command)
