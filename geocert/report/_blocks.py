@@ -183,10 +183,11 @@ def rounded(values: Any, digits: int = 4) -> list:
     """A numpy-convertible array as nested lists of floats rounded to ``digits`` decimals (compact JSON)."""
     import numpy as np
 
-    arr = np.asarray(values, dtype=np.float64)
-    arr = np.where(np.isfinite(arr), np.round(arr, digits), np.nan)
-    out = arr.tolist()
-    return _nan_to_none(out)
+    arr = np.round(np.asarray(values, dtype=np.float64), digits)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr.tolist()
+    return np.where(finite, arr, None).tolist()  # NaN / inf -> None (JSON null)
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -211,7 +212,10 @@ def _json_default(obj: Any) -> Any:
 
 def script_json(obj: Any) -> str:
     """JSON safe to place inside ``<script type="application/json">`` (no ``</``, no NaN)."""
-    text = json.dumps(_nan_to_none(obj), default=_json_default, separators=(",", ":"), allow_nan=False)
+    try:  # fast path: plot data built with `rounded` is already NaN-free
+        text = json.dumps(obj, default=_json_default, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_nan_to_none(obj), default=_json_default, separators=(",", ":"), allow_nan=False)
     return text.replace("</", "<\\/")
 
 
