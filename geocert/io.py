@@ -34,6 +34,7 @@ __all__ = [
     "repair_jsonl",
     "write_image",
     "read_image",
+    "read_npy",
     "write_ply",
     "label_palette",
     "ABSTAIN_COLOR",
@@ -229,6 +230,26 @@ def write_image(path: str | os.PathLike, image: Any) -> Path:
     with atomic_write(path, "wb") as fh:
         iio.imwrite(fh, arr, extension=path.suffix or ".png")
     return path
+
+
+def read_npy(path: str | os.PathLike) -> Any:
+    """Read a ``.npy`` array without running code from the file; :class:`InputError` naming the file when it
+    is missing or not a plain NumPy array file (never NumPy's ``allow_pickle`` advice)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found" if not path.exists() else f"{path}: is a folder, expected a .npy file")
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise InputError(f"{path}: not a NumPy .npy array file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        why = "holds Python objects, not a numeric array" if "pickle" in str(exc) else "not a NumPy .npy array file"
+        raise InputError(f"{path}: {why}") from None
+    except (OSError, EOFError):
+        raise InputError(f"{path}: not a NumPy .npy array file (unreadable or truncated)") from None
 
 
 def read_image(path: str | os.PathLike) -> Any:

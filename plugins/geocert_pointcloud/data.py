@@ -225,10 +225,9 @@ def load_cloud_file(path: str | Path, *, num_points: int = 2048, seed: int = 0,
     if suffix in (".txt", ".pts", ".xyz"):
         arr = _read_txt(path)
     elif suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{path}: cannot read .npy ({exc})") from None
+        from geocert.io import read_npy
+
+        arr = read_npy(path)
         if arr.ndim == 1 and arr.size == 0:
             arr = arr.reshape(0, 3)
         if arr.ndim != 2:
