@@ -140,3 +140,25 @@ def test_read_checkpoint_names_the_file_for_missing_and_unreadable_files(tmp_pat
     torch.save({"format": 1, "w": torch.ones(2)}, tmp_path / "ok.pt")
     data = read_checkpoint(tmp_path / "ok.pt")
     assert data["format"] == 1 and torch.equal(data["w"], torch.ones(2))
+
+
+def test_read_npy_clean_errors(tmp_path):
+    import numpy as np
+
+    from geocert.io import read_npy
+
+    good = tmp_path / "a.npy"
+    np.save(good, np.arange(6.0).reshape(2, 3))
+    assert read_npy(good).shape == (2, 3)
+    garbage = tmp_path / "g.npy"
+    garbage.write_bytes(bytes(range(256)))
+    objects = tmp_path / "o.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object))
+    truncated = tmp_path / "t.npy"
+    truncated.write_bytes(good.read_bytes()[:90])
+    for path, why in ((garbage, "not a NumPy .npy array file"), (objects, "holds Python objects"),
+                      (truncated, "not a NumPy .npy array file"), (tmp_path / "none.npy", "file not found"),
+                      (tmp_path, "is a folder")):
+        with pytest.raises(InputError, match=why) as err:
+            read_npy(path)
+        assert "allow_pickle" not in str(err.value) and str(path) in str(err.value)
