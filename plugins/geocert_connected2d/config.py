@@ -43,9 +43,10 @@ class Segment2dConfig:
     """flow-ficnn (path-connected foreground) or ficnn alone (convex foreground), the two rows of Table 1."""
     teacher: bool = True
     """Use a teacher to label the unscribbled pixels (--no-teacher: scribbles only)."""
-    teacher_model: Literal["mlp", "grabcut", "random-walker", "grabcut+rw"] = "mlp"
-    """mlp: the paper's MLP (2 hidden layers of 130, on RGB + XY) trained jointly; grabcut / random-walker /
-    grabcut+rw: a fixed classical segmenter run once on the image and scribbles (see docs/connected2d.md)."""
+    teacher_model: Literal["grabcut+rw", "grabcut", "random-walker", "mlp"] = "grabcut+rw"
+    """grabcut+rw / grabcut / random-walker: a fixed classical segmenter run once on the image and scribbles
+    (default: random walker and GrabCut combined; see docs/connected2d.md); mlp: the paper's MLP (2 hidden
+    layers of 130, on RGB + XY) trained jointly."""
     epochs: int = 300
     """Training epochs (paper: 300). Soft targets start at epoch 30 (rounded) and 200 (soft teacher)."""
     batch_size: int = 500
