@@ -261,16 +261,27 @@ def plot(data: Sequence[Mapping[str, Any]], layout: Mapping[str, Any] | None = N
 
 
 
-def heat_image(values: Any, vmax: float, *, cmap: str = "viridis", label: str = "") -> tuple[Any, str]:
-    """An ``[H, W]`` map in ``[0, vmax]`` as an RGB uint8 image through a matplotlib colour map, and an HTML
-    colour bar (0 … vmax) to put in its caption."""
-    import numpy as np
-    from matplotlib import colormaps
+# colour maps as 9 samples (matplotlib's viridis and magma), interpolated linearly: no matplotlib import
+_CMAPS = {
+    "viridis": [[68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140], [40, 174, 128],
+                [94, 201, 98], [173, 220, 48], [253, 231, 37]],
+    "magma": [[0, 0, 4], [29, 17, 71], [81, 18, 124], [131, 38, 129], [183, 55, 121], [231, 82, 99],
+              [252, 137, 97], [254, 196, 136], [252, 253, 191]],
+}
 
-    cm = colormaps[cmap]
+
+def heat_image(values: Any, vmax: float, *, cmap: str = "viridis", label: str = "") -> tuple[Any, str]:
+    """An ``[H, W]`` map in ``[0, vmax]`` as an RGB uint8 image (colour map ``viridis`` or ``magma``), and an
+    HTML colour bar (0 … vmax) to put in its caption."""
+    import numpy as np
+
+    stops = np.asarray(_CMAPS[cmap], dtype=np.float64)
     v = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    img = (cm(np.clip(v / vmax, 0, 1) if vmax > 0 else np.zeros_like(v))[..., :3] * 255 + 0.5).astype(np.uint8)
-    stops = ", ".join(f"rgb({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)})" for c in cm(np.linspace(0, 1, 6)))
-    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {stops})">'
+    t = np.clip(v / vmax, 0.0, 1.0) if vmax > 0 else np.zeros_like(v)
+    pos = np.linspace(0.0, 1.0, len(stops))
+    img = np.stack([np.interp(t, pos, stops[:, c]) for c in range(3)], axis=-1)
+    img = (img + 0.5).astype(np.uint8)
+    grad = ", ".join(f"rgb({r},{g},{b})" for r, g, b in _CMAPS[cmap])
+    bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {grad})">'
            f"</span> {vmax:.4g}{' ' + escape(label) if label else ''}</span>")
     return img, bar

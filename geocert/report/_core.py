@@ -64,6 +64,8 @@ class Run:
     command: str | None
     notes: list[str] = dataclasses.field(default_factory=list)
     used: set[str] = dataclasses.field(default_factory=set)
+    hook: str | None = None
+    """The plugin's report hook (``Plugin.report``), when the plugin is installed and has one."""
 
     @property
     def params(self) -> dict:
@@ -176,8 +178,10 @@ def load_run(run_dir: str | Path) -> Run:
                      if results else "metrics.json is missing")
     plugin_name = config.get("plugin") if isinstance(config.get("plugin"), str) else None
     plugin = _plugins().get(plugin_name) if plugin_name else None
+    if plugin_name and plugin is None:
+        notes.append(f"plugin {plugin_name!r} is not installed: only the core sections are shown")
     return Run(dir=run_dir, config=config, metrics=metrics, results=results, plugin=plugin_name,
-               command=_command_of(config, plugin), notes=notes)
+               command=_command_of(config, plugin), notes=notes, hook=getattr(plugin, "report", None))
 
 
 # ---------------------------------------------------------------------------------------------- the guarantee
@@ -308,18 +312,11 @@ def _failed(title: str, exc: BaseException) -> str:
 
 
 def _hook(run: Run) -> Callable[[Run], Any] | None:
-    if not run.plugin:
-        return None
-    plugin = _plugins().get(run.plugin)
-    if plugin is None:
-        run.notes.append(f"plugin {run.plugin!r} is not installed: only the core sections are shown")
-        return None
-    spec = getattr(plugin, "report", None)
-    if not spec:
+    if not run.hook:
         return None
     from geocert.plugins import _load_value
 
-    return _load_value(spec)
+    return _load_value(run.hook)
 
 
 def build_report(run_dir: str | Path) -> str:
