@@ -244,3 +244,24 @@ def test_broken_plugin_registry_still_gives_a_page(tmp_path, monkeypatch, capsys
     html = R.build_report(run)
     assert 'data-section="Metrics"' in html and "plugin &#x27;pointcloud&#x27; is not installed" in html
     assert "plugins not loaded (PluginError" in capsys.readouterr().err
+
+
+def test_rs_sdf_mesh_reader_and_decimation(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    from geocert.io import write_ply
+    from geocert_rs_sdf import report as sdf_report
+
+    sphere = trimesh.creation.icosphere(subdivisions=5)  # 20,480 triangles
+    write_ply(tmp_path / "mesh.ply", sphere.vertices, faces=sphere.faces)
+    verts, faces = sdf_report._read_ply_triangles(tmp_path / "mesh.ply")
+    np.testing.assert_allclose(verts, sphere.vertices, atol=1e-6)  # float32 on disk
+    np.testing.assert_array_equal(faces, sphere.faces)
+    v, f = sdf_report._decimate(verts, faces, 2000)
+    assert 0 < len(f) <= 2000 and f.max() < len(v)
+    assert np.all((f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2]))
+    r = np.linalg.norm(v, axis=1)
+    assert r.max() <= 1 + 1e-6 and r.min() > 0.9  # still the unit sphere, seen from afar (float32 on disk)
+    m = trimesh.Trimesh(v, f, process=False)
+    assert m.volume > 0.9 * sphere.volume  # the winding stays outward
+    (tmp_path / "ascii.ply").write_text("ply\nformat ascii 1.0\nelement vertex 0\nend_header\n")
+    assert sdf_report._read_ply_triangles(tmp_path / "ascii.ply") is None  # other layouts: trimesh reads them
