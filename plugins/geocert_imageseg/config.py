@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -35,16 +35,16 @@ class CertifySegConfig(CertifyOptions):
     the core's (geocert.pipeline.options.CertifyOptions); imageseg changes some defaults.
     """
 
-    image: tyro.conf.Positional[pathlib.Path | None] = None
+    image: tyro.conf.Positional[Annotated[pathlib.Path | None, tyro.conf.arg(metavar="[IMAGE]")]] = None
     """Image file (PNG/JPEG/TIFF/.npy; values mapped to [0, 1]) or data-set folder. Default: synthetic X-rays."""
-    mask: pathlib.Path | None = None
+    mask: Annotated[pathlib.Path | None, tyro.conf.arg(metavar="PATH")] = None
     """Ground-truth mask (single-channel class indices) for a single image; enables metrics.json scores."""
-    model: str | None = None
+    model: Annotated[str | None, tyro.conf.arg(metavar="PATH|MODULE:FACTORY")] = None
     """Segmentation base model: a `geocert train-seg` checkpoint (model.pt), a TorchScript file, or
     package.module:factory (a callable returning the model). It maps [B, C, H, W] images in [0, 1] to logits
     [B, K, H, W] or integer labels [B, H, W]. Default: a U-Net trained on the default data (trained once and
     cached) with noise σ=0.25, or without noise when a denoiser is used."""
-    num_classes: int | None = None
+    num_classes: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Number of classes K (needed only for a model returning labels instead of logits)."""
     sigma: float = 0.25
     """Noise level σ > 0: the standard deviation of the Gaussian noise added to pixel intensities scaled to
@@ -73,7 +73,7 @@ class CertifySegConfig(CertifyOptions):
     device: str = "cpu"
     """Torch device for sampling and the models: cpu, cuda, cuda:N, or auto (cuda when available).
     The noise stream depends on the device, so labels are reproducible per device."""
-    max_images: int | None = None
+    max_images: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Dataset mode: certify at most this many images (sorted by name)."""
     output: pathlib.Path = pathlib.Path("outputs/certify-seg")
     """Output folder: labels PNG(s), metrics.json, config.json, results.jsonl and the radius plots."""
@@ -96,7 +96,7 @@ class TrainSegConfig:
     --noise-sigma 0 it is trained on clean images (the base model for denoised smoothing).
     """
 
-    data: tyro.conf.Positional[pathlib.Path | None] = None
+    data: tyro.conf.Positional[Annotated[pathlib.Path | None, tyro.conf.arg(metavar="[DATA]")]] = None
     """Data-set folder (images/ + masks/, or a root with train/ and test/). Default: synthetic X-rays."""
     noise_sigma: float = 0.25
     """Std of the Gaussian noise added to pixel intensities scaled to [0, 1] during training (0 = no noise)."""
@@ -136,7 +136,7 @@ class TrainDenoiserConfig:
     format as an off-the-shelf checkpoint.
     """
 
-    data: tyro.conf.Positional[pathlib.Path | None] = None
+    data: tyro.conf.Positional[Annotated[pathlib.Path | None, tyro.conf.arg(metavar="[DATA]")]] = None
     """Data-set folder (images/, or a root with train/images/). Default: synthetic X-rays."""
     kind: Literal["unet", "ddpm"] = "unet"
     """Denoiser type."""
