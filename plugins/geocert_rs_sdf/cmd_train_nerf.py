@@ -35,9 +35,14 @@ def check_counts(**counts: int) -> None:
 
 
 def validate(cfg: TrainNerfConfig) -> None:
-    """Parameter checks (one line each, options named as typed) and the memory the run needs."""
+    """Parameter checks (one line each, options named as typed) and the memory the run needs; --device and
+    --threads too, so that a wrong one is reported before the scene is generated or loaded."""
+    from geocert.pipeline.environment import resolve_device, resolve_threads
     from geocert.validate import check_positive_int, check_sigma
     from geocert_rs_sdf import memory
+
+    resolve_device(cfg.device)
+    resolve_threads(cfg.threads)
 
     fs, st = cfg.field, cfg.fit
     for name, value in (("sigma", fs.sigma), ("sharpness", fs.sharpness), ("lr", st.lr),
@@ -49,6 +54,8 @@ def validate(cfg: TrainNerfConfig) -> None:
                         ("checkpoint-every", cfg.checkpoint_every), ("scene-width", cfg.scene_width),
                         ("scene-views", cfg.scene_views)):
         check_positive_int(value, f"--{name}")
+    if not 16 <= cfg.scene_width <= 800:
+        raise ParameterError(f"--scene-width must be in [16, 800], got {cfg.scene_width}")
     if fs.grid_res < 4:
         raise ParameterError(f"--grid-res must be >= 4, got {fs.grid_res}")
     if not 8 <= fs.hash_log2 <= 24:
