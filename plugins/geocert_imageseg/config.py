@@ -73,6 +73,8 @@ class CertifySegConfig(CertifyOptions):
     device: str = "cpu"
     """Torch device for sampling and the models: cpu, cuda, cuda:N, or auto (cuda when available).
     The noise stream depends on the device, so labels are reproducible per device."""
+    threads: int = 0
+    """CPU threads for torch; 0 = auto (the CPUs not busy now)."""
     max_images: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Dataset mode: certify at most this many images (sorted by name)."""
     output: pathlib.Path = pathlib.Path("outputs/certify-seg")
