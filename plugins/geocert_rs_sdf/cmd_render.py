@@ -58,8 +58,8 @@ def _write_video(run, frames: list[np.ndarray]) -> list[str]:
         import imageio_ffmpeg  # noqa: F401
     except ImportError:
         return written
-    with atomic_write(run.path("orbit.mp4"), "wb") as fh:
-        iio.imwrite(fh, u8, extension=".mp4", fps=12)
+    with atomic_write(run.path("orbit.mp4"), "wb") as fh:  # even sizes stay as they are (no resize warning)
+        iio.imwrite(fh, u8, extension=".mp4", plugin="FFMPEG", fps=12, macro_block_size=2)
     written.append("orbit.mp4")
     return written
 
