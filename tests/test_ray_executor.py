@@ -228,6 +228,26 @@ def test_model_failure_same_error_as_local(cluster, tmp_path):
     assert free_cpus_back(2.0)  # the workers were stopped
 
 
+def test_own_local_instance_started_and_shut_down_also_on_error(cluster, tmp_path, monkeypatch):
+    """Without --ray-address the executor starts a private local instance (CPUs = workers, no dashboard) and
+    shuts it down however the run ends. ray.init / ray.shutdown are recorded (the run itself goes to the test
+    instance, so no second instance is started here)."""
+    calls = []
+    answers = iter([False])  # "not connected" to the executor's first question only (Ray asks it too)
+    monkeypatch.setattr(ray, "is_initialized", lambda: next(answers, True))
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(("init", kw)))
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append(("shutdown", {})))
+    task = ToyTask(num_items=3, fail_on=("item-01",))
+    with pytest.raises(ModelError, match="item item-01: the model failed"):
+        list(RayExecutor(workers=1).run(task, SETTINGS, task.item_names(), torch.device("cpu")))
+    assert [c[0] for c in calls] == ["init", "shutdown"]
+    init = calls[0][1]
+    assert init["address"] == "local" and init["num_cpus"] == 1
+    assert init["include_dashboard"] is False and init["log_to_driver"] is False
+    monkeypatch.undo()
+    assert free_cpus_back(2.0)
+
+
 def test_killed_driver_resumes_without_duplicates(cluster, reference, tmp_path):
     out = tmp_path / "run"
     script = [sys.executable, __file__, str(out), "--address", cluster, "--workers", "2", "--delay", "1.0"]
@@ -244,7 +264,7 @@ def test_killed_driver_resumes_without_duplicates(cluster, reference, tmp_path):
     before = [r["name"] for r in read_jsonl(out / RESULTS)]  # a line cut by the kill is not a result
     assert 1 <= len(before) < ToyTask().num_items, first.stdout.read().decode()[-2000:]
     assert not (out / "metrics.json").exists()
-    certify(out, ToyTask(), RayExecutor(workers=2))  # the rerun
+    certify(out, ToyTask(), RayExecutor(workers=1))  # the rerun (any number of workers)
     after = result_names(out)
     assert after[: len(before)] == before  # finished items were skipped, not redone
     assert sorted(after) == ToyTask().item_names()  # nothing lost, nothing twice
@@ -261,14 +281,15 @@ def tiny_pc_model(tmp_path_factory) -> Path:
     return out / "model.pt"
 
 
-def test_certify_pc_cli_on_ray_equals_local(tiny_pc_model, tmp_path):
-    """``geocert certify-pc --executor ray --workers 2`` (its own local Ray instance, in a fresh process)
-    writes the same shapes/*.npz, bit for bit, as the local executor."""
+def test_certify_pc_cli_on_ray_equals_local(cluster, tiny_pc_model, tmp_path):
+    """``geocert certify-pc --executor ray --workers 2 --ray-address HOST:PORT`` (a fresh process joining the
+    test instance) writes the same shapes/*.npz, bit for bit, as the local executor."""
     args = ["certify-pc", "--checkpoint", str(tiny_pc_model), "--num-shapes", "2", "--num-points", "256",
             "--n0", "4", "--n", "40", "--tau", "0.6", "--alpha", "0.1", "--batch-size", "40"]
     assert cli([*args, "--output", str(tmp_path / "local")]) == 0
     ray_run = subprocess.run([sys.executable, "-m", "geocert.cli", *args, "--output", str(tmp_path / "ray"),
-                              "--executor", "ray", "--workers", "2"], capture_output=True, text=True, timeout=240)
+                              "--executor", "ray", "--workers", "2", "--ray-address", cluster],
+                             capture_output=True, text=True, timeout=240)
     assert ray_run.returncode == 0, ray_run.stderr[-3000:]
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     assert len(list((local / "shapes").glob("*.npz"))) == 2

@@ -112,7 +112,8 @@ class RayExecutor:
         return "cpu"
 
     def _connect(self) -> bool:
-        """Join or start Ray; True when this call started (and so must shut down) a Ray instance."""
+        """Start or join Ray; True when this call connected this process (and so must disconnect at the end:
+        a local instance it started stops, a joined cluster keeps running)."""
         import ray
 
         if ray.is_initialized():
