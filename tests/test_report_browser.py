@@ -126,7 +126,8 @@ def _slider_changes(page, slider) -> None:
     label = slider.locator(".gc-slider-label")
     before_label, before = label.inner_text(), slider.screenshot()
     slider.locator("input[type=range]").evaluate(
-        "(el) => { el.value = el.max; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+        "(el) => { el.value = el.value === el.max ? el.min : el.max;"
+        " el.dispatchEvent(new Event('input', {bubbles: true})); }")
     page.wait_for_timeout(300)
     assert label.inner_text() != before_label, "the slider did not change the frame label"
     assert slider.screenshot() != before, "the slider did not change what is shown"

@@ -154,17 +154,19 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: bo
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
-def slider(frames: Sequence[str], labels: Sequence[str], *, title: str = "") -> str:
-    """Show one of ``frames`` (HTML) at a time, chosen with a range slider; ``labels`` name the frames."""
+def slider(frames: Sequence[str], labels: Sequence[str], *, title: str = "", start: int = 0) -> str:
+    """Show one of ``frames`` (HTML) at a time, chosen with a range slider; ``labels`` name the frames;
+    ``start``: the frame shown first."""
     if not frames:
         raise ValueError("slider needs at least one frame")
+    start = min(max(int(start), 0), len(frames) - 1)
     sid = _new_id("slider")
     parts = [f'<div class="gc-slider" id="{sid}">',
              f'<div class="gc-slider-bar"><span>{escape(title)}</span>'
-             f'<input type="range" min="0" max="{len(frames) - 1}" value="0" step="1" aria-label="{escape(title)}">'
-             f'<span class="gc-slider-label">{escape(labels[0])}</span></div>']
+             f'<input type="range" min="0" max="{len(frames) - 1}" value="{start}" step="1" '
+             f'aria-label="{escape(title)}"><span class="gc-slider-label">{escape(labels[start])}</span></div>']
     for i, (frame, label) in enumerate(zip(frames, labels, strict=False)):
-        parts.append(f'<div class="gc-frame" data-label="{escape(label)}"{"" if i == 0 else " hidden"}>{frame}</div>')
+        parts.append(f'<div class="gc-frame" data-label="{escape(label)}"{"" if i == start else " hidden"}>{frame}</div>')
     parts.append("</div>")
     return "".join(parts)
 

@@ -91,7 +91,8 @@ def _images(run: Run) -> str:
     if not figs:
         return note("no image, scribbles or mask to show")
     # one large panel at a time: flipping between them shows how mask, scribbles and image line up
-    out = slider([f for f, _ in figs], [c for _, c in figs], title="layer")
+    start = next((i for i, (_, c) in enumerate(figs) if c == "mask overlay"), 0)
+    out = slider([f for f, _ in figs], [c for _, c in figs], title="layer", start=start)
     if missing:
         out += note("not found any more, not shown: " + "; ".join(missing), "warn")
     return out
@@ -117,7 +118,7 @@ def _connectivity(m: dict) -> str:
                                     "iou_foreground", "iou_foreground_centres", "iou_background",
                                     "teacher_iou_foreground", "foreground_fraction") if k in m]
     return (verdict + table(["component count", "value"], rows, sortable=False,
-                            caption="4conn / 8conn: pixel connectivity; fine2x: on a grid twice as fine") +
+                            caption="4conn / 8conn: pixel connectivity; fineNx: on a grid N times as fine") +
             table(["check", "value"], evidence, sortable=False,
                   caption="evidence: convexity of h on random pairs, non-negative z-weights, flow round-trip error, "
                           "and the segmentation quality"))
