@@ -151,6 +151,25 @@ def _plugins() -> dict:
             return {}
 
 
+def _find_plugin(name: str) -> Any:
+    """The installed plugin ``name``: only its own entry point is loaded (the others are not imported);
+    through :func:`geocert.plugins.discover` when it is not found that way (GEOCERT_PLUGINS, odd names)."""
+    import os
+
+    from geocert.plugins import ENV_VAR, Plugin, _entry_points
+
+    if not os.environ.get(ENV_VAR):
+        try:
+            for src in _entry_points():
+                if src.name == name:
+                    obj = src.load()
+                    if isinstance(obj, Plugin) and obj.name == name:
+                        return obj
+        except Exception:  # a broken entry point: discover() below warns and skips it
+            pass
+    return _plugins().get(name)
+
+
 def _command_of(config: dict, plugin: Any) -> str | None:
     if isinstance(config.get("command"), str):
         return config["command"]
@@ -177,7 +196,7 @@ def load_run(run_dir: str | Path) -> Run:
         notes.append(f"metrics.json is not written yet (a run in progress?): {len(results)} finished item(s) shown"
                      if results else "metrics.json is missing")
     plugin_name = config.get("plugin") if isinstance(config.get("plugin"), str) else None
-    plugin = _plugins().get(plugin_name) if plugin_name else None
+    plugin = _find_plugin(plugin_name) if plugin_name else None
     if plugin_name and plugin is None:
         notes.append(f"plugin {plugin_name!r} is not installed: only the core sections are shown")
     return Run(dir=run_dir, config=config, metrics=metrics, results=results, plugin=plugin_name,
