@@ -156,7 +156,7 @@ def fake_plugin(tmp_path, monkeypatch):
             if MODE["mode"] == "raise":
                 raise RuntimeError("boom")
             if MODE["mode"] == "junk":
-                return ["not a section"]
+                return ["not a section", Section("guarantee", lambda: 1 / 0, role="guarantee")]
             return [Section("Things", table(["thing", "<b>score</b>"], [["a", 0.5], ["b", 0.25]])),
                     Section("guarantee", "a custom guarantee", role="guarantee")]
 
@@ -188,7 +188,8 @@ def test_third_party_hook(fake_plugin, capsys):
     mode["mode"] = "junk"
     html = R.build_report(run)
     assert "could not render: TypeError: the report hook returned a str" in html
-    assert capsys.readouterr().err.count("geocert report: warning:") == 2
+    assert "the guarantee could not render: ZeroDivisionError" in html
+    assert capsys.readouterr().err.count("geocert report: warning:") == 3
 
 
 def test_page_over_the_cap_says_so(tmp_path, monkeypatch, capsys):
@@ -248,8 +249,9 @@ def test_broken_plugin_registry_still_gives_a_page(tmp_path, monkeypatch, capsys
 
 def test_rs_sdf_mesh_reader_and_decimation(tmp_path):
     trimesh = pytest.importorskip("trimesh")
-    from geocert.io import write_ply
     from geocert_rs_sdf import report as sdf_report
+
+    from geocert.io import write_ply
 
     sphere = trimesh.creation.icosphere(subdivisions=5)  # 20,480 triangles
     write_ply(tmp_path / "mesh.ply", sphere.vertices, faces=sphere.faces)

@@ -324,10 +324,15 @@ def _gallery_section(run: Run) -> str | None:
     return out
 
 
-def _failed(title: str, exc: BaseException) -> str:
+def _reason(title: str, exc: BaseException) -> str:
+    """``could not render: <reason>`` for a failed section, also warned about on stderr."""
     reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
     print(f"geocert report: warning: section {title!r} could not render: {reason}", file=sys.stderr)
-    return B.note(f"could not render: {reason}", "error")
+    return f"could not render: {reason}"
+
+
+def _failed(title: str, exc: BaseException) -> str:
+    return B.note(_reason(title, exc), "error")
 
 
 def _hook(run: Run) -> Callable[[Run], Any] | None:
@@ -359,9 +364,10 @@ def build_report(run_dir: str | Path) -> str:
                 if not isinstance(body, str):
                     raise TypeError(f"the section's body is a {type(body).__name__}, not HTML text")
             except Exception as exc:
-                body = _failed(str(s.title), exc)
-                if s.role == "guarantee":
+                if s.role == "guarantee":  # shown among the header's notes
+                    run.notes.append(f"the guarantee {_reason('guarantee', exc)}")
                     continue
+                body = _failed(str(s.title), exc)
             if s.role == "guarantee":
                 guarantee = body
             else:
