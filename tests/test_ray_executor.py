@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import pytest
 import torch
 
 from geocert.cli import main as cli
-from geocert.errors import ParameterError
+from geocert.errors import GeocertError, ParameterError
 from geocert.io import read_jsonl
 from geocert.pipeline.dataset import RESULTS, CertifySettings, DatasetTask, Sample, certify_dataset
 
@@ -228,6 +229,18 @@ def test_model_failure_same_error_as_local(cluster, tmp_path):
     assert free_cpus_back(2.0)  # the workers were stopped
 
 
+def test_worker_without_the_plugin_says_so_in_one_line(cluster, tmp_path, monkeypatch):
+    (tmp_path / "driver_only_plugin.py").write_text(
+        "from geocert.pipeline.dataset import DatasetTask\n\n\nclass OnlyHere(DatasetTask):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable here, not on the (already started) workers
+    task = importlib.import_module("driver_only_plugin").OnlyHere()
+    with pytest.raises(GeocertError) as info:
+        list(RayExecutor(workers=1).run(task, SETTINGS, ["item-00"], torch.device("cpu")))
+    assert str(info.value).startswith("a Ray worker cannot load the dataset task (")
+    assert "No module named 'driver_only_plugin'" in str(info.value) and "\n" not in str(info.value)
+    assert free_cpus_back(2.0)
+
+
 def test_own_local_instance_started_and_shut_down_also_on_error(cluster, tmp_path, monkeypatch):
     """Without --ray-address the executor starts a private local instance (CPUs = workers, no dashboard) and
     shuts it down however the run ends. ray.init / ray.shutdown are recorded (the run itself goes to the test
@@ -270,6 +283,7 @@ def test_killed_driver_resumes_without_duplicates(cluster, reference, tmp_path):
     assert sorted(after) == ToyTask().item_names()  # nothing lost, nothing twice
     assert_same_items(item_arrays(out), item_arrays(reference[0]))
     assert (out / "metrics.json").is_file()
+    assert free_cpus_back(2.0)  # the killed driver's workers are gone too
 
 
 @pytest.fixture(scope="module")

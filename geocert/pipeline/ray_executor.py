@@ -9,7 +9,7 @@
 How it runs:
 
 - **Cluster.** ``address`` unset starts a private local Ray instance with ``workers`` CPUs (shut down at the
-  end); ``auto`` or ``HOST:PORT`` (or ``ray://HOST:PORT``) joins an existing cluster, which is left running.
+  end); ``auto`` or ``HOST:PORT`` joins an existing cluster, which is left running.
   A process already connected to Ray (``ray.init`` before the run) keeps its connection.
 - **Workers** are actors reserving one CPU (and ``gpus_per_worker`` GPUs). Each receives the pickled
   :class:`~geocert.pipeline.dataset.DatasetTask` once, loads the model once (on its first item; on its
@@ -77,8 +77,7 @@ class RayExecutor:
     """Certify items on Ray actors (see the module docstring).
 
     Args:
-        address: ``None`` starts a local Ray instance; ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` joins a
-            running cluster.
+        address: ``None`` starts a local Ray instance; ``auto`` or ``HOST:PORT`` joins a running cluster.
         workers: worker actors (0 = one per CPU of the cluster, or per ``gpus_per_worker`` GPUs; never more
             than there are items).
         gpus_per_worker: GPUs each worker reserves (0 = CPU workers; a fraction shares a GPU).
@@ -93,7 +92,7 @@ class RayExecutor:
                 or not (math.isfinite(gpus_per_worker) and gpus_per_worker >= 0):
             raise ParameterError(f"--gpus-per-worker must be a finite number >= 0, got {gpus_per_worker!r}")
         if address is not None and not str(address).strip():
-            raise ParameterError("--ray-address must be auto, HOST:PORT or ray://HOST:PORT, got an empty string")
+            raise ParameterError("--ray-address must be auto or HOST:PORT, got an empty string")
         self.address = str(address).strip() if address is not None else None
         self.workers = workers
         self.gpus_per_worker = float(gpus_per_worker)
