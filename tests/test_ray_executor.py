@@ -32,7 +32,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: p
 
 from geocert.pipeline.executors import get_executor  # noqa: E402
 from geocert.pipeline.models import ModelError  # noqa: E402
-from geocert.pipeline.ray_executor import RayExecutor  # noqa: E402
+from geocert.pipeline.ray_executor import RayExecutor, _check_reachable  # noqa: E402
 from geocert.pipeline.run import open_run  # noqa: E402
 
 SETTINGS = CertifySettings(sigma=0.3, n0=8, n=160, tau=0.6, alpha=0.05, batch_size=80, seed=7)
@@ -174,6 +174,14 @@ def test_registry_builds_ray_executor():
     assert isinstance(exe, RayExecutor)
     assert (exe.address, exe.workers, exe.gpus_per_worker) == ("auto", 2, 0.5)
     assert exe.worker_device(torch.device("cpu")) == "cuda"  # the actor's own GPU
+
+
+def test_bad_ray_address_is_one_line_at_once(tmp_path):
+    for bad in ("", "nohost", "host:port", "host:0"):
+        with pytest.raises(ParameterError, match="--ray-address must be auto or HOST:PORT"):
+            RayExecutor(address=bad)
+    with pytest.raises(ParameterError, match=r"--ray-address 127\.0\.0\.1:1: no Ray cluster answers there"):
+        _check_reachable("127.0.0.1:1")  # nothing listens on port 1 (Ray itself would retry for minutes)
 
 
 def test_ray_refuses_cuda_without_gpus_and_too_many_workers(cluster):

@@ -68,6 +68,25 @@ class _Worker:
         return run_item_checked(self.task, self.model, name, settings, self.device)
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ParameterError(f"--ray-address must be auto or HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error at once when nothing listens at ``HOST:PORT`` (Ray itself retries for minutes)."""
+    import socket
+
+    host, port = _host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ParameterError(f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                             "start one with `ray start --head` or check the address") from None
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0][:200] if lines else type(exc).__name__
@@ -91,9 +110,9 @@ class RayExecutor:
         if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) \
                 or not (math.isfinite(gpus_per_worker) and gpus_per_worker >= 0):
             raise ParameterError(f"--gpus-per-worker must be a finite number >= 0, got {gpus_per_worker!r}")
-        if address is not None and not str(address).strip():
-            raise ParameterError("--ray-address must be auto or HOST:PORT, got an empty string")
         self.address = str(address).strip() if address is not None else None
+        if self.address not in (None, "auto", "local"):
+            _host_port(self.address)
         self.workers = workers
         self.gpus_per_worker = float(gpus_per_worker)
         self.max_attempts = max(1, int(max_attempts))
@@ -118,6 +137,8 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        if self.address not in (None, "auto", "local"):
+            _check_reachable(self.address)
         try:
             if self.address is None:
                 ray.init(address="local", num_cpus=self.workers or None, **kw)
