@@ -5,7 +5,6 @@ ground-truth mesh), finish with metrics.json."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -88,10 +87,8 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     trained = None
     if cfg.checkpoint is None:
         tcfg = dataclasses.replace(cfg.train, output=run_.output / "model")
-        print(f"render: no --checkpoint; training on "
-              f"{'the bundled default scene' if tcfg.data is None else tcfg.data} into {tcfg.output}",
-              file=sys.stderr, flush=True)
-        trained = train(tcfg)
+        trained = train(tcfg, announce=f"render: no --checkpoint; training on "
+                        f"{'the bundled default scene' if tcfg.data is None else tcfg.data} into {tcfg.output}")
         ckpt = Path(tcfg.output) / "checkpoint.pt"
         run_.update_extra(model=str(tcfg.output))
     else:
@@ -127,9 +124,9 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
 
     # geometry
     run_.save_image("depth.png", depth_image(ev["renders"][0]["depth"].numpy()))
-    values, extent = field_sdf_slice(field)
+    values, extent, y = field_sdf_slice(field)
     fig = sdf_slice_figure(values, extent, xlabel="x", ylabel="z", units="scene units",
-                           title=f"learned RS-SDF ({fs.density}), y = 0 slice of the {fs.grid_res}³ grid")
+                           title=f"learned RS-SDF ({fs.density}), {fs.grid_res}³ grid, y = {y:.3g} slice")
     run_.save_figure("sdf_slice.png", fig, dpi=110)
     mesh_info, chamfer = None, None
     mesh = extract_mesh(field, cfg.mesh_res)

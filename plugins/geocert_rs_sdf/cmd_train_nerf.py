@@ -117,9 +117,10 @@ def _write_log(path: Path, records: list[dict]) -> None:
             fh.write(json.dumps(to_plain(rec), allow_nan=False) + "\n")
 
 
-def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None = None) -> dict[str, Any]:
     """Validate, open OUTPUT (resumable), load the scene, fit (resuming OUTPUT/checkpoint.pt when allowed),
-    evaluate and finish. Returns the metrics."""
+    evaluate and finish. ``announce`` is printed once the scene is loaded (before the training). Returns the
+    metrics."""
     import torch
 
     from geocert.io import read_json, read_jsonl
@@ -135,6 +136,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True) -> dict[str, Any]:
 
         ensure_default_scene(SceneSpec(width=cfg.scene_width, n_train=cfg.scene_views))
     train_split, test = _load_splits(scene, cfg.max_views, cfg.eval_views)
+    if announce:
+        _say(announce)
     fs, st = cfg.field, cfg.fit
     try:
         run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene),

@@ -54,6 +54,8 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
     from geocert.io import read_image, read_json
 
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: is a file; expected a scene folder (transforms_{{train,val,test}}.json and images)")
     if not root.is_dir():
         raise InputError(f"{root}: scene folder not found")
     tf = root / f"transforms_{split}.json"

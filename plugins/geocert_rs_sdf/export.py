@@ -30,12 +30,13 @@ def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 @torch.no_grad()
-def field_sdf_slice(field) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def field_sdf_slice(field) -> tuple[np.ndarray, tuple[float, float, float, float], float]:
     """The field's SDF (scene units, positive inside) on its voxel centres in the middle y plane, ``[X, Z]``,
-    and the extent (x0, x1, z0, z1) of the box."""
+    the extent (x0, x1, z0, z1) of the box and the plane's y."""
     sdf = field.sdf_grid()
     b = float(field.bound)
-    return sdf[:, sdf.shape[1] // 2, :].cpu().numpy().astype(np.float64), (-b, b, -b, b)
+    j = sdf.shape[1] // 2
+    return sdf[:, j, :].cpu().numpy().astype(np.float64), (-b, b, -b, b), -b + (j + 0.5) * field.voxel
 
 
 def depth_image(depth: np.ndarray) -> np.ndarray:

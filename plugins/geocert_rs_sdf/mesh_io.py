@@ -84,8 +84,10 @@ def load_occupancy(path: Path) -> np.ndarray:
         raise InputError(f"{path}: file not found")
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read .npy ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    except Exception as exc:  # numpy's messages suggest allow_pickle / pickle.load: not for a user
+        what = ("it holds pickled Python objects, not a numeric array" if "pickle" in str(exc) else
+                f"not a complete NumPy array file ({type(exc).__name__})")
+        raise InputError(f"{path}: cannot read .npy: {what}") from None
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{path}: expected one array in a .npy file")
     if arr.ndim != 3:

@@ -388,3 +388,14 @@ def test_device_option(scene, tmp_path, capsys):
         assert _train(scene, tmp_path / "cpu") == 0
         auto, cpu = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("auto", "cpu"))
         assert auto["device"] == cpu["device"] == "cpu" and auto["test_psnr"] == cpu["test_psnr"]
+
+
+def test_a_bad_scene_for_the_default_model_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert cli(["render", str(missing), "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"geocert render: error: {missing}: scene folder not found"]
+    a_file = tmp_path / "scene.txt"
+    a_file.write_text("x")
+    assert cli(["train-nerf", str(a_file), "--output", str(tmp_path / "out"), *TINY_ARGS]) == 2
+    assert f"{a_file}: is a file; expected a scene folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

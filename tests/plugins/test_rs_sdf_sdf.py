@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from geocert_rs_sdf.config import SdfConfig
 from geocert_rs_sdf.mesh_io import check_mesh, load_mesh, load_occupancy
 from geocert_rs_sdf.sdf import (
     band_errors,
@@ -21,7 +22,6 @@ from geocert_rs_sdf.sdf import (
     rs_sdf,
     zero_level_mesh,
 )
-from geocert_rs_sdf.config import SdfConfig
 from geocert_rs_sdf.voxelize import (
     Grid,
     grid_for_mesh,
@@ -556,3 +556,12 @@ def test_interrupted_sdf_leaves_nothing_and_does_not_promise_a_resume(tmp_path, 
     err = capsys.readouterr().err
     assert "geocert sdf: interrupted" in err and "resume" not in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["box.stl"]
+
+
+def test_an_npy_with_pickled_objects_gets_no_library_hint(tmp_path, capsys):
+    path = tmp_path / "objects.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    _fails([str(path)], tmp_path, capsys, str(path), "pickled Python objects")
+    with pytest.raises(InputError) as info:
+        load_occupancy(path)
+    assert "allow_pickle" not in str(info.value) and "pickle.load" not in str(info.value)
