@@ -58,10 +58,10 @@ class TrainPcConfig:
     count_loss: float = 0.0
     """Weight of a soft count of the points whose mean probability of the true part over the noisy copies
     exceeds --calibration-cut (rewards what certification counts; gives up points far below the cut)."""
-    calibrate: bool = False
-    """After training, tune one logit bias per part on the training shapes so that as many points as
-    possible get a vote fraction above --calibration-cut under σ-noise (class-prior calibration of the
-    smoothed decision; see docs/pointcloud.md)."""
+    calibrate: Literal["off", "bias", "linear"] = "off"
+    """After training, tune per part a logit bias (`bias`), or an affine function of the point's own noisy
+    xyz (`linear`), on the training shapes so that as many points as possible get a vote fraction above
+    --calibration-cut under σ-noise (class-prior calibration of the smoothed decision; docs/pointcloud.md)."""
     calibration_draws: int = 64
     """Noise draws per training shape for --calibrate."""
     calibration_cut: float = 0.82

@@ -46,13 +46,22 @@ class PointNetPartSeg(nn.Module):
         num_parts: output classes (50 global ShapeNet-part ids).
         num_categories: size of the category one-hot (16).
         in_channels: 3 (xyz) or 6 (xyz + unit normals; ``points`` is then ``[B, N, 6]``).
+        spatial_prior: add a per-part affine function of each point's own (noisy) xyz to its logits,
+            ``prior(xyz) = W xyz + b`` with ``W [num_parts, 3]``, ``b [num_parts]`` (zero, not trained by
+            gradient; set by the class-prior calibration of ``train-pc --calibrate linear``).
     """
 
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
-                 in_channels: int = 3):
+                 in_channels: int = 3, spatial_prior: bool = False):
         super().__init__()
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
         self.in_channels = in_channels
+        self.prior: nn.Linear | None = None
+        if spatial_prior:
+            self.prior = nn.Linear(3, num_parts)
+            nn.init.zeros_(self.prior.weight)
+            nn.init.zeros_(self.prior.bias)
+            self.prior.requires_grad_(False)
         w = width
         self.enc1 = _mlp([in_channels, w, w])
         self.enc2 = _mlp([w, 2 * w])
@@ -72,7 +81,8 @@ class PointNetPartSeg(nn.Module):
         g = self.head_global(torch.cat([glob, onehot], dim=-1))  # [B, 2w]
         h = self.head_local(torch.cat([f1, f2], dim=-1)) + g[:, None, :]
         h = torch.relu(self.head_bn(h))
-        return self.head(h)  # [B, N, num_parts]
+        logits = self.head(h)  # [B, N, num_parts]
+        return logits if self.prior is None else logits + self.prior(points[..., :3])
 
 
 @torch.no_grad()
@@ -106,7 +116,8 @@ def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
 def build_model(spec: dict) -> PointNetPartSeg:
     """Rebuild a model from the ``model`` entry of a checkpoint."""
     return PointNetPartSeg(width=int(spec["width"]), num_parts=int(spec["num_parts"]),
-                           num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)))
+                           num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)),
+                           spatial_prior=bool(spec.get("spatial_prior", False)))
 
 
 def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,

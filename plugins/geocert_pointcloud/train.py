@@ -146,62 +146,73 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
     return losses
 
 
-def _count_above(logits: torch.Tensor, target: torch.Tensor, bias: torch.Tensor, cut: float) -> int:
-    """How many points have a vote fraction of their ``target [M]`` above ``cut``, from ``logits [K, M, P]``
-    of K noise draws shifted by ``bias [P]``."""
-    return int((((logits + bias).argmax(-1) == target).float().mean(0) > cut).sum())
+def _count_above(scores: torch.Tensor, target: torch.Tensor, cut: float) -> int:
+    """How many points have a vote fraction of their ``target [M]`` above ``cut``, from ``scores [K, M, P]``
+    of K noise draws."""
+    return int(((scores.argmax(-1) == target).float().mean(0) > cut).sum())
 
 
 @torch.inference_mode()
 def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tensor,
                           categories: torch.Tensor, *, sigma: float, draws: int, cut: float,
-                          generator: torch.Generator, sample_points: int = 1024,
-                          normals: torch.Tensor | None = None, steps: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1),
-                          ) -> dict[str, list[float]]:
-    """Class-prior calibration of the smoothed decision: per category, add constant biases to its parts'
-    logits (the final layer's bias) so that as many points as possible of the given shapes get a vote
-    fraction P(argmax = true part) above ``cut`` under noise σ — the count certification rewards — instead of
-    the most votes on average that training aims at.
+                          generator: torch.Generator, linear: bool = False, sample_points: int = 512,
+                          normals: torch.Tensor | None = None, steps: tuple[float, ...] = (1.0, 0.3, 0.1),
+                          ) -> dict[str, list[list[float]]]:
+    """Class-prior calibration of the smoothed decision: per category, add to its parts' logits a constant
+    (``linear``: an affine function ``w·xyz + b`` of the point's own noisy coordinates, the model's
+    ``prior`` layer) chosen so that as many points as possible of the given shapes get a vote fraction
+    P(argmax = true part) above ``cut`` under noise σ — the count certification rewards — instead of the
+    most votes on average that training aims at.
 
     ``points [S, N, 3]`` (clean), ``labels [S, N]``, ``categories [S]``. Each shape is classified under
     ``draws`` noise draws; the vote fractions of ``sample_points`` random points per shape are then
-    maximised by coordinate search over each part's bias (the first part of a category stays at 0), with
-    step sizes ``steps`` (each tried from -8 to +8 steps). Changes ``model`` in place; returns the biases
-    per category."""
+    maximised by coordinate search over each part's coefficients (the first part of a category stays at 0),
+    with step sizes ``steps`` (each tried from -6 to +6 steps). Changes ``model`` in place (its ``prior``
+    layer, or the last layer's bias when it has none); returns ``[b, w_x, w_y, w_z]`` per part per category."""
     model.eval()
-    masks = part_mask(categories)
-    by_cat: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    by_cat: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for i in range(len(points)):
         c = int(categories[i])
         if c < 0:
             continue
         parts = torch.tensor(CATEGORY_PARTS[CATEGORIES[c]])
         sub = torch.randperm(points.shape[1], generator=generator)[:sample_points]
+        xk = points[i:i + 1].expand(draws, -1, -1)
+        xk = xk + torch.randn(xk.shape, generator=generator) * sigma
         nrm = normals[i:i + 1] if normals is not None else None
-        logits = noisy_part_logits(model, points[i:i + 1], categories[i:i + 1], masks[i:i + 1], sigma=sigma,
-                                   draws=draws, generator=generator, normals=nrm)[0]  # [K, N, P]
+        logits = model(model_input(xk, nrm), categories[i:i + 1].expand(draws))  # [K, N, P]
         target = (labels[i, sub, None] == parts[None]).float().argmax(-1)  # index into the category's parts
-        by_cat.setdefault(c, []).append((logits[:, sub][..., parts], target))
-    final = model.head[-1]
+        feats = torch.cat([torch.ones(draws, len(sub), 1), xk[:, sub]], dim=-1)  # [K, M, 4]: 1, x, y, z
+        by_cat.setdefault(c, []).append((logits[:, sub][..., parts], feats, target))
+    nfeat = 4 if linear else 1
     out = {}
     for c, items in sorted(by_cat.items()):
-        logits = torch.cat([z for z, _ in items], dim=1)  # [K, M, Pc]
-        target = torch.cat([t for _, t in items])  # [M]
-
-        bias = torch.zeros(logits.shape[-1])
-        best = _count_above(logits, target, bias, cut)
+        logits = torch.cat([z for z, _, _ in items], dim=1)  # [K, M, Pc]
+        feats = torch.cat([f for _, f, _ in items], dim=1)[..., :nfeat]  # [K, M, F]
+        target = torch.cat([t for _, _, t in items])  # [M]
+        coef = torch.zeros(logits.shape[-1], nfeat)  # [Pc, F]
+        best = _count_above(logits, target, cut)
         for step in steps:
-            for j in range(1, len(bias)):
-                base = bias
-                for d in range(-8, 9):
-                    trial = base.clone()
-                    trial[j] += d * step
-                    got = _count_above(logits, target, trial, cut)
-                    if got > best:
-                        best, bias = got, trial
+            for j in range(1, len(coef)):
+                for f in range(nfeat):
+                    base = coef
+                    for d in range(-6, 7):
+                        if d == 0:
+                            continue
+                        trial = base.clone()
+                        trial[j, f] += d * step
+                        got = _count_above(logits + feats @ trial.T, target, cut)
+                        if got > best:
+                            best, coef = got, trial
         parts = list(CATEGORY_PARTS[CATEGORIES[c]])
-        final.bias[parts] += bias
-        out[CATEGORIES[c]] = bias.tolist()
+        if model.prior is not None:
+            model.prior.bias[parts] += coef[:, 0]
+            model.prior.weight[parts] += coef[:, 1:] if linear else 0.0
+        elif linear:
+            raise ValueError("linear calibration needs a model built with spatial_prior=True")
+        else:
+            model.head[-1].bias[parts] += coef[:, 0]
+        out[CATEGORIES[c]] = coef.tolist()
     return out
 
 
@@ -239,7 +250,8 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     torch.save({
         "format": CHECKPOINT_FORMAT,
         "model": {"arch": "pointnet", "width": model.width, "num_parts": model.num_parts,
-                  "num_categories": model.num_categories, "in_channels": model.in_channels},
+                  "num_categories": model.num_categories, "in_channels": model.in_channels,
+                  "spatial_prior": model.prior is not None},
         "normals": model.in_channels == 6,
         "state_dict": model.state_dict(),
         "sigma": sigma,
@@ -321,7 +333,8 @@ def run_train(cfg) -> dict:
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3)
+    model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
+                            spatial_prior=cfg.calibrate == "linear")
     pts, lab, cat = stack_shapes(train_shapes)
     nrm = stack_normals(train_shapes) if cfg.normals else None
     if cfg.normals:
@@ -333,9 +346,10 @@ def run_train(cfg) -> dict:
                          consistency=cfg.consistency, entropy=cfg.entropy, count=cfg.count_loss,
                          cut=cfg.calibration_cut)
     biases = None
-    if cfg.calibrate:
+    if cfg.calibrate != "off":
         biases = calibrate_part_biases(model, pts, lab, cat, sigma=cfg.sigma, draws=cfg.calibration_draws,
-                                       cut=cfg.calibration_cut, generator=gen, normals=nrm)
+                                       cut=cfg.calibration_cut, generator=gen, normals=nrm,
+                                       linear=cfg.calibrate == "linear")
     train_s = time.perf_counter() - t0
     eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, use_normals=cfg.normals,
                                   generator=torch.Generator().manual_seed(cfg.seed + 1))

@@ -549,3 +549,94 @@ def test_train_pc_bad_file_error_starts_its_own_line(tiny_dataset, tmp_path, cap
     pieces = [p for p in re.split(r"[\r\n]", capsys.readouterr().err) if "error" in p]
     assert len(pieces) == 1 and pieces[0].startswith(f"geocert train-pc: error: {path}: non-finite"), pieces
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ certification-aware training (issue 11)
+
+
+def test_noise_loss_terms():
+    from geocert_pointcloud.train import noise_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 4)
+    labels = torch.randint(0, 4, (2, 5))
+    ce = torch.nn.functional.cross_entropy(logits.permute(0, 3, 1, 2), labels[:, None].expand(2, 3, 5))
+    torch.testing.assert_close(noise_loss(logits, labels), ce)
+    # identical copies: the KL term is zero, only the entropy term adds
+    same = logits[:, :1].expand(2, 3, 5, 4)
+    p = same[:, 0].softmax(-1)
+    ent = -(p * p.log()).sum(-1).mean()
+    torch.testing.assert_close(noise_loss(same, labels, consistency=10.0, entropy=0.5),
+                               noise_loss(same, labels) + 0.5 * ent)
+    assert noise_loss(logits, labels, consistency=1.0) > noise_loss(logits, labels)  # KL > 0 when copies differ
+    # masked parts (-1e9) keep the loss finite
+    masked = logits.masked_fill(torch.tensor([False, False, True, True]), -1e9)
+    assert torch.isfinite(noise_loss(masked, labels % 2, consistency=10.0, entropy=0.5, count=1.0))
+
+
+def test_count_loss_gives_up_points_far_below_the_cut():
+    from geocert_pointcloud.train import noise_loss
+
+    # point 0: true part has probability ≈ 0.05 (hopeless); point 1: ≈ 0.8 (near the cut 0.82)
+    logits = torch.tensor([[[[3.0, 0.0], [0.0, 1.4]]]]).requires_grad_(True)  # [B=1, K=1, N=2, P=2]
+    labels = torch.tensor([[1, 1]])
+    (noise_loss(logits, labels, count=1.0) - noise_loss(logits, labels)).backward()  # the count term alone
+    g = logits.grad[0, 0].abs().sum(-1)
+    assert g[1] > 20 * g[0]
+
+
+def _stripe_model():
+    """A Knife model (parts 22, 23) whose logits do not depend on the input: part 22 leads by 1."""
+    model = PointNetPartSeg(width=4, spatial_prior=True).eval()
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.zero_()
+        model.head[-1].bias[22] = 1.0
+    return model
+
+
+def test_calibration_bias_and_linear_prior():
+    from geocert_pointcloud.train import calibrate_part_biases
+
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand(4, 200, 3, generator=gen) * 2 - 1
+    knife = torch.full((4,), CATEGORIES.index("Knife"))
+    cat_parts = CATEGORY_PARTS["Knife"]
+    # every point is part 23: a constant bias > 1 on part 23 certifies all of them
+    model = _stripe_model()
+    lab = torch.full((4, 200), cat_parts[1])
+    coef = calibrate_part_biases(model, pts, lab, knife, sigma=0.1, draws=16, cut=0.82, generator=gen)
+    assert coef["Knife"][1][0] > 1.0 and model.prior.bias[23] > 1.0
+    pred = predict_parts(model, pts, knife, part_mask(knife))
+    assert (pred == 23).all()
+    # part 23 is the half-space x > 0: no constant bias certifies both halves, an affine prior does
+    lab = torch.where(pts[..., 0] > 0, cat_parts[1], cat_parts[0])
+    for linear, lo in ((False, 0.0), (True, 0.7)):
+        model = _stripe_model()
+        calibrate_part_biases(model, pts, lab, knife, sigma=0.1, draws=32, cut=0.82, linear=linear,
+                              generator=torch.Generator().manual_seed(1), sample_points=200)
+        noisy = pts + torch.randn(pts.shape, generator=gen) * 0.1
+        acc = float((predict_parts(model, noisy, knife, part_mask(knife)) == lab).float().mean())
+        assert (acc > lo) if linear else (acc < 0.6)
+
+
+def test_spatial_prior_checkpoint_roundtrip_and_fusion(tmp_path):
+    from geocert_pointcloud.train import load_checkpoint, save_checkpoint
+
+    model = _stripe_model()
+    with torch.no_grad():
+        model.prior.weight[23] = torch.tensor([2.0, 0.0, -1.0])
+    x, cat = torch.randn(2, 50, 3), torch.tensor([7, 7])
+    save_checkpoint(tmp_path / "m.pt", model, sigma=0.25, num_points=50, categories=["Knife"], train_config={},
+                    metrics={})
+    loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["model"]["spatial_prior"] is True and loaded.prior is not None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, cat), model(x, cat))
+        torch.testing.assert_close(fuse_batchnorm(loaded)(x, cat), model(x, cat), atol=1e-5, rtol=1e-5)
+    # a checkpoint written before the prior existed (no spatial_prior entry) still loads, without one
+    old = torch.load(tmp_path / "m.pt", weights_only=False)
+    del old["model"]["spatial_prior"]
+    old["state_dict"] = {k: v for k, v in old["state_dict"].items() if not k.startswith("prior.")}
+    torch.save(old, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")[0].prior is None
