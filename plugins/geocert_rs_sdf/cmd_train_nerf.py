@@ -200,7 +200,7 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     steps_timed = max(int(timed["steps_timed"]), 1)
     metrics = {"scene": str(scene), "density": fs.density, "steps": st.steps, "steps_this_run": res["steps_run"],
                "train_seconds": round(timed["train_seconds"], 2),
-               "train_seconds_this_run": round(res["train_s"], 2) if res["steps_run"] else 0.0,
+               "train_seconds_this_run": round(timed["train_seconds"] - before["train_seconds"], 2),
                "seconds_per_step": round(timed["train_seconds"] / steps_timed, 4),
                "train_cpu_seconds": round(timed["train_cpu_seconds"], 2), "threads": torch.get_num_threads(),
                "device": str(device), "last_step": res["last"], "test_psnr": ev["psnr"], "test_ssim": ev["ssim"],
