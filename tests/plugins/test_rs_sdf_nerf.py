@@ -370,6 +370,8 @@ def test_interrupted_before_the_first_checkpoint_leaves_nothing_and_the_log_has_
     assert _train(scene, out) == 0
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) == [0, 7]
+    m = json.loads((out / "metrics.json").read_text())  # the time of the run that reached step 4 is kept
+    assert m["steps_this_run"] == 4 and m["train_seconds"] > m["train_seconds_this_run"] > 0
     fresh = tmp_path / "fresh"
     assert _train(scene, fresh) == 0  # the interrupted run ends where an uninterrupted one does
     assert json.loads((out / "metrics.json").read_text())["test_psnr"] == \
