@@ -79,15 +79,10 @@ def load_mesh(path: Path) -> Mesh:
 def load_occupancy(path: Path) -> np.ndarray:
     """Read an ``[X, Y, Z]`` occupancy grid from .npy (bool, integer 0/1 or float in [0, 1]; 1 = inside) as
     float64; errors name the file."""
+    from geocert.io import read_npy
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy's messages suggest allow_pickle / pickle.load: not for a user
-        what = ("it holds pickled Python objects, not a numeric array" if "pickle" in str(exc) else
-                f"not a complete NumPy array file ({type(exc).__name__})")
-        raise InputError(f"{path}: cannot read .npy: {what}") from None
+    arr = read_npy(path)  # missing, foreign, pickled or truncated files: one line naming the file
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{path}: expected one array in a .npy file")
     if arr.ndim != 3:

@@ -385,7 +385,7 @@ def test_truncated_npy(tmp_path, capsys):
     path = tmp_path / "grid.npy"
     np.save(path, np.zeros((8, 8, 8)))
     path.write_bytes(path.read_bytes()[:100])
-    _fails([str(path)], tmp_path, capsys, str(path), "cannot read")
+    _fails([str(path)], tmp_path, capsys, str(path), "not a NumPy .npy array file")
 
 
 def test_non_watertight_mesh_warns_and_votes(tmp_path, capsys):
@@ -561,7 +561,7 @@ def test_interrupted_sdf_leaves_nothing_and_does_not_promise_a_resume(tmp_path, 
 def test_an_npy_with_pickled_objects_gets_no_library_hint(tmp_path, capsys):
     path = tmp_path / "objects.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    _fails([str(path)], tmp_path, capsys, str(path), "pickled Python objects")
+    _fails([str(path)], tmp_path, capsys, str(path), "holds Python objects")
     with pytest.raises(InputError) as info:
         load_occupancy(path)
     assert "allow_pickle" not in str(info.value) and "pickle.load" not in str(info.value)
