@@ -371,7 +371,8 @@ def _train_sections(run: Run) -> list[Section]:
                            "name": "train PSNR (dB)", "yaxis": "y2"})
         out.append(Section("Training", plot(traces, {
             "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "loss"}},
-            "yaxis2": {"title": {"text": "PSNR (dB)"}, "overlaying": "y", "side": "right"}}, height=340)))
+            "yaxis2": {"title": {"text": "PSNR (dB)"}, "overlaying": "y", "side": "right"},
+            "legend": {"orientation": "h", "y": -0.3}}, height=360)))
     if run.metrics.get("per_view"):
         out.append(Section("Test views: PSNR / SSIM", lambda: _per_view_table(run.metrics)))
     return out
