@@ -139,25 +139,21 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     if announce:
         _say(announce)
     fs, st = cfg.field, cfg.fit
-    try:
-        run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene),
-                       overwrite=not cfg.resume, scene=str(scene))
-    except ParameterError as exc:  # this command's spelling of the run layer's --overwrite
-        raise ParameterError(str(exc).replace("--overwrite", "--no-resume")) from None
+    run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene), scene=str(scene))
     device = run.device
     ckpt = run.output / "checkpoint.pt"
     start, opt_state, loop_state = 0, None, None
     before = {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "steps_timed": 0}
     log_records: list[dict] = []
-    if cfg.resume and ckpt.is_file():
+    if not cfg.overwrite and ckpt.is_file():
         field, fs_old, st_old, data = load_checkpoint(ckpt)
         if fs_old != fs or field.bound != train_split.bound or dataclasses.replace(st_old, steps=st.steps) != st:
-            raise ParameterError(f"{ckpt}: was trained with other settings; pass --no-resume to start over "
+            raise ParameterError(f"{ckpt}: was trained with other settings; pass --overwrite to start over "
                                  f"or another --output")
         done = int(data["step"])
         if done > st.steps:
             raise ParameterError(f"{ckpt}: already trained for {done} steps, more than --steps {st.steps}; pass "
-                                 "--no-resume to start over or another --output")
+                                 "--overwrite to start over or another --output")
         start, opt_state, loop_state = done, data.get("optimizer"), data.get("loop_state")
         extra = data.get("extra", {})
         before = {k: extra.get(k, v) for k, v in before.items()}

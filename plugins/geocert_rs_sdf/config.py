@@ -145,9 +145,9 @@ class TrainNerfConfig:
     """Test views for the PSNR/SSIM printed after training (0 = all of transforms_test.json)."""
     checkpoint_every: int = 500
     """Write checkpoint.pt (and the training log up to it) every this many steps, and at the end."""
-    resume: bool = True
-    """Continue from OUTPUT/checkpoint.pt when it exists (same settings); --no-resume empties OUTPUT (a folder
-    geocert wrote) and starts over."""
+    overwrite: Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(aliases=("--no-resume",))] = False
+    """Start over: empty OUTPUT (a folder geocert wrote) instead of continuing from OUTPUT/checkpoint.pt (which
+    needs the same settings but --steps). --no-resume is the same flag."""
     scene_width: int = 100
     """Image width/height of the bundled default scene (used when no data folder is given)."""
     scene_views: int = 100
