@@ -18,7 +18,8 @@ import tyro
 
 from geocert.pipeline.options import CertifyOptions
 
-__all__ = ["CertifySegConfig", "TrainSegConfig", "TrainDenoiserConfig", "PLUGIN_NAME", "PLUGIN_VERSION"]
+__all__ = ["CertifySegConfig", "TrainSegConfig", "TrainDenoiserConfig", "TrainOptions", "PLUGIN_NAME",
+           "PLUGIN_VERSION"]
 
 PLUGIN_NAME = "imageseg"
 PLUGIN_VERSION = "0.2.0"
@@ -91,7 +92,42 @@ class CertifySegConfig(CertifyOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSegConfig:
+class TrainOptions:
+    """The options both training commands share (each command adds its data, model and output fields)."""
+
+    epochs: int = 15
+    """Passes over the training images."""
+    batch_size: int = 8
+    """Images per optimisation step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW, one-cycle schedule)."""
+    width: int = 16
+    """Base channel width of the U-Net (level i has width·2^i channels)."""
+    seed: int = 0
+    """Seed for initialisation, batching and noise."""
+    device: str = "cpu"
+    """Torch device for training: cpu, cuda, cuda:N, or auto (cuda when available)."""
+    threads: int = 0
+    """CPU threads for torch; 0 = auto (the CPUs not busy now)."""
+    progress: bool = True
+    """Show progress on stderr (a bar on a terminal, plain lines in a log)."""
+
+    def check_training(self) -> None:
+        """One-line errors naming the options as typed (device and threads are checked by the run layer)."""
+        import math
+
+        from geocert.errors import ParameterError
+        from geocert.validate import check_positive_int
+
+        check_positive_int(self.epochs, "--epochs")
+        check_positive_int(self.batch_size, "--batch-size")
+        check_positive_int(self.width, "--width")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ParameterError(f"--lr must be a finite number > 0, got {self.lr}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSegConfig(TrainOptions):
     """Train the built-in small U-Net segmentation model.
 
     With --noise-sigma σ > 0 every training image gets fresh N(0, σ²I) noise (the SegCertify base model); with
@@ -102,26 +138,10 @@ class TrainSegConfig:
     """Data-set folder (images/ + masks/, or a root with train/ and test/). Default: synthetic X-rays."""
     noise_sigma: float = 0.25
     """Std of the Gaussian noise added to pixel intensities scaled to [0, 1] during training (0 = no noise)."""
-    epochs: int = 15
-    """Passes over the training images."""
-    batch_size: int = 8
-    """Images per optimisation step."""
-    lr: float = 3e-3
-    """Peak learning rate (AdamW, one-cycle schedule)."""
-    width: int = 16
-    """U-Net base channel width (level i has width·2^i channels)."""
     depth: int = 2
     """U-Net down-sampling levels (each halves the image; the deepest level must keep at least 2×2 pixels)."""
-    seed: int = 0
-    """Seed for initialisation, batching and noise."""
-    device: str = "cpu"
-    """Torch device for training: cpu, cuda, cuda:N, or auto (cuda when available)."""
-    threads: int = 0
-    """CPU threads for torch; 0 = auto (the CPUs not busy now)."""
     output: pathlib.Path = pathlib.Path("outputs/train-seg")
     """Output folder: model.pt, config.json, metrics.json (loss history; clean and noisy test Dice)."""
-    progress: bool = True
-    """Show progress on stderr (a bar on a terminal, plain lines in a log)."""
 
     def main(self) -> None:
         from geocert_imageseg.train_seg import run
@@ -130,7 +150,7 @@ class TrainSegConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainDenoiserConfig:
+class TrainDenoiserConfig(TrainOptions):
     """Train a denoiser for denoised smoothing on a data set's clean training images.
 
     --kind unet: a σ-conditioned U-Net (denoiser.pt). --kind ddpm: a small diffusers DDPM (ε-prediction,
@@ -148,22 +168,8 @@ class TrainDenoiserConfig:
     """Largest training noise σ (std on pixel intensities scaled to [0, 1])."""
     epochs: int = 40
     """Passes over the training images."""
-    batch_size: int = 8
-    """Images per optimisation step."""
-    lr: float = 3e-3
-    """Peak learning rate (AdamW, one-cycle schedule)."""
-    width: int = 16
-    """Base channel width."""
-    seed: int = 0
-    """Seed for initialisation, batching and noise."""
-    device: str = "cpu"
-    """Torch device for training: cpu, cuda, cuda:N, or auto (cuda when available)."""
-    threads: int = 0
-    """CPU threads for torch; 0 = auto (the CPUs not busy now)."""
     output: pathlib.Path = pathlib.Path("outputs/train-denoiser")
     """Output folder: denoiser.pt (unet) or ddpm/ (diffusers folder), config.json, metrics.json."""
-    progress: bool = True
-    """Show progress on stderr (a bar on a terminal, plain lines in a log)."""
 
     def main(self) -> None:
         from geocert_imageseg.train_denoiser import run

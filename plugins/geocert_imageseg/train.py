@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,33 @@ def _batches(n: int, batch_size: int, g: torch.Generator):
         yield perm[i:i + batch_size]
 
 
+def _optimise(model: torch.nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, n: int, epochs: int,
+              batch_size: int, lr: float, g: torch.Generator, desc: str, progress: bool, metric: str = "loss",
+              digits: int = 4) -> list[float]:
+    """Train ``model`` with AdamW and a one-cycle schedule for ``epochs`` passes over ``n`` items in random
+    batches (indices drawn from ``g``); ``batch_loss(indices)`` is the mean loss of one batch. Returns the mean
+    loss per epoch."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * math.ceil(n / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
+    history: list[float] = []
+    model.train()
+    with Progress(steps, desc, "steps", disable=not progress) as bar:
+        for ep in range(epochs):
+            total = 0.0
+            for idx in _batches(n, batch_size, g):
+                loss = batch_loss(idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+                bar.update(1)
+            history.append(total / n)
+            bar.set_postfix_str(f"{metric} {history[-1]:.{digits}f}, epoch {ep + 1}")
+    return history
+
+
 @torch.no_grad()
 def evaluate_segmenter(model: torch.nn.Module, imgs: torch.Tensor, masks: torch.Tensor, num_classes: int,
                        sigma: float = 0.0, seed: int = 0, batch_size: int = 16,
@@ -66,33 +94,20 @@ def train_segmenter(root: str | Path, *, noise_sigma: float, epochs: int, batch_
     imgs, masks, names, _ = load_split(root, "train")
     k = num_classes or (len(names) if names else int(masks.max()) + 1)
     model = SegModel(imgs.shape[1], k, width, depth).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(imgs) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     # class weights from pixel frequencies (sqrt-inverse): keeps small structures (clavicles) learnable
     freq = torch.bincount(masks.reshape(-1), minlength=k).double().clamp(min=1)
     weight = (freq.sum() / freq).sqrt()
     weight = (weight / weight.mean()).float().to(device)
-    history = []
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = imgs[idx]
+        if noise_sigma > 0:  # noise drawn on the CPU generator: the same stream on every device
+            x = x + noise_sigma * torch.randn(x.shape, generator=g)
+        return F.cross_entropy(model(x.to(device)), masks[idx].to(device), weight=weight)
+
     t0 = time.perf_counter()
-    bar = Progress(steps, f"train-seg (σ={noise_sigma})", "steps", disable=not progress)
-    model.train()
-    for ep in range(epochs):
-        total = 0.0
-        for idx in _batches(len(imgs), batch_size, g):
-            x = imgs[idx]
-            if noise_sigma > 0:  # noise drawn on the CPU generator: the same stream on every device
-                x = x + noise_sigma * torch.randn(x.shape, generator=g)
-            loss = F.cross_entropy(model(x.to(device)), masks[idx].to(device), weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        history.append(total / len(imgs))
-        bar.set_postfix_str(f"loss {history[-1]:.4f}, epoch {ep + 1}")
-    bar.close()
+    history = _optimise(model, batch_loss, n=len(imgs), epochs=epochs, batch_size=batch_size, lr=lr, g=g,
+                        desc=f"train-seg (σ={noise_sigma})", progress=progress)
     model = model.cpu().eval()
     meta = {"kind": SEG_KIND, "in_channels": int(imgs.shape[1]), "num_classes": k, "width": width, "depth": depth,
             "train_sigma": float(noise_sigma), "class_names": names, "image_size": list(imgs.shape[-2:]),
@@ -110,29 +125,16 @@ def train_unet_denoiser(root: str | Path, *, sigma_min: float, sigma_max: float,
     g = torch.Generator().manual_seed(seed)
     imgs, _, _, _ = load_split(root, "train")
     model = UNetDenoiser(imgs.shape[1], width, depth).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(imgs) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    history = []
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = imgs[idx]
+        s = sigma_min + (sigma_max - sigma_min) * torch.rand(len(idx), generator=g)
+        noisy = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
+        return F.mse_loss(model(noisy.to(device), s.to(device)), x.to(device))
+
     t0 = time.perf_counter()
-    bar = Progress(steps, "train-denoiser (unet)", "steps", disable=not progress)
-    model.train()
-    for _ in range(epochs):
-        total = 0.0
-        for idx in _batches(len(imgs), batch_size, g):
-            x = imgs[idx]
-            s = sigma_min + (sigma_max - sigma_min) * torch.rand(len(idx), generator=g)
-            noisy = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
-            loss = F.mse_loss(model(noisy.to(device), s.to(device)), x.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        history.append(total / len(imgs))
-        bar.set_postfix_str(f"mse {history[-1]:.5f}")
-    bar.close()
+    history = _optimise(model, batch_loss, n=len(imgs), epochs=epochs, batch_size=batch_size, lr=lr, g=g,
+                        desc="train-denoiser (unet)", progress=progress, metric="mse", digits=5)
     model = model.cpu().eval()
     meta = {"kind": DENOISER_KIND, "in_channels": int(imgs.shape[1]), "width": width, "depth": depth,
             "sigma_min": sigma_min, "sigma_max": sigma_max, "epochs": epochs, "seed": seed,
@@ -149,6 +151,7 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
     Timesteps are drawn from [t*(σ_min), t*(σ_max)] only (the range denoised smoothing uses), with images
     in [−1, 1] (σ in [0, 1] units ↔ 2σ)."""
     import diffusers
+
     from geocert_imageseg.denoise import timestep_for_sigma
 
     torch.manual_seed(seed)
@@ -166,31 +169,18 @@ def train_ddpm(root: str | Path, out_dir: str | Path, *, sigma_min: float, sigma
     abar = sched.alphas_cumprod.to(torch.float32)
     t_lo = timestep_for_sigma(abar, 2 * sigma_min)
     t_hi = timestep_for_sigma(abar, 2 * sigma_max)
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(imgs) / batch_size)
-    lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    history = []
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        y = 2.0 * imgs[idx] - 1.0
+        t = torch.randint(t_lo, t_hi + 1, (len(idx),), generator=g)
+        eps = torch.randn(y.shape, generator=g)
+        a = abar[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * y + (1 - a).sqrt() * eps
+        return F.mse_loss(unet(x_t.to(device), t.to(device)).sample, eps.to(device))
+
     t0 = time.perf_counter()
-    bar = Progress(steps, "train-denoiser (ddpm)", "steps", disable=not progress)
-    unet.train()
-    for _ in range(epochs):
-        total = 0.0
-        for idx in _batches(len(imgs), batch_size, g):
-            y = 2.0 * imgs[idx] - 1.0
-            t = torch.randint(t_lo, t_hi + 1, (len(idx),), generator=g)
-            eps = torch.randn(y.shape, generator=g)
-            a = abar[t].view(-1, 1, 1, 1)
-            x_t = a.sqrt() * y + (1 - a).sqrt() * eps
-            loss = F.mse_loss(unet(x_t.to(device), t.to(device)).sample, eps.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lr_sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        history.append(total / len(imgs))
-        bar.set_postfix_str(f"mse {history[-1]:.4f}")
-    bar.close()
+    history = _optimise(unet, batch_loss, n=len(imgs), epochs=epochs, batch_size=batch_size, lr=lr, g=g,
+                        desc="train-denoiser (ddpm)", progress=progress, metric="mse")
     unet = unet.cpu().eval()
     out_dir = Path(out_dir)
     unet.save_pretrained(str(out_dir / "unet"))

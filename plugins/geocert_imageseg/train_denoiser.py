@@ -19,12 +19,11 @@ def run(cfg: TrainDenoiserConfig) -> dict:
     from geocert_imageseg.models import check_unet_options, save_checkpoint
     from geocert_imageseg.scenes import resolve_data
     from geocert_imageseg.train import load_split, train_ddpm, train_unet_denoiser
-    from geocert_imageseg.train_seg import check_training_options
 
     smin, smax = check_sigma(cfg.sigma_min, "--sigma-min"), check_sigma(cfg.sigma_max, "--sigma-max")
     if smin > smax:
         raise ParameterError(f"--sigma-min must be <= --sigma-max, got {smin} > {smax}")
-    check_training_options(cfg)
+    cfg.check_training()
     if cfg.kind == "ddpm" and cfg.width % min(8, cfg.width):
         raise ParameterError(f"--width {cfg.width}: a ddpm denoiser needs a multiple of 8 (or a width below 8: its "
                              "group norm splits the channels into groups of equal size)")

@@ -7,20 +7,9 @@ from __future__ import annotations
 import math
 
 from geocert.errors import InputError, ParameterError
-from geocert_imageseg.config import TrainDenoiserConfig, TrainSegConfig
+from geocert_imageseg.config import TrainSegConfig
 
-__all__ = ["run", "check_training_options"]
-
-
-def check_training_options(cfg: TrainSegConfig | TrainDenoiserConfig) -> None:
-    """The options both training commands share; errors name them as typed."""
-    from geocert.validate import check_positive_int
-
-    check_positive_int(cfg.epochs, "--epochs")
-    check_positive_int(cfg.batch_size, "--batch-size")
-    check_positive_int(cfg.width, "--width")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ParameterError(f"--lr must be a finite number > 0, got {cfg.lr}")
+__all__ = ["run"]
 
 
 def run(cfg: TrainSegConfig) -> dict:
@@ -33,7 +22,7 @@ def run(cfg: TrainSegConfig) -> dict:
     sigma = float(cfg.noise_sigma)
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ParameterError(f"--noise-sigma must be a finite number >= 0, got {cfg.noise_sigma}")
-    check_training_options(cfg)
+    cfg.check_training()
     run_ = open_run(cfg)
     root = resolve_data(cfg.data)
     imgs, masks, names, _ = load_split(root, "train")  # validates every training pair before training
