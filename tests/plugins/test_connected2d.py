@@ -264,9 +264,8 @@ def test_plugin_module_is_light():
 
 @pytest.mark.parametrize("name", ["horse-gravel", "coin-b", "crescent"])
 def test_sparse_scribbles_are_few_strokes_inside_and_outside(name):
-    from scipy import ndimage
-
     from geocert_connected2d.scenes import TASKS, draw_sparse_scribbles, task_image_mask
+    from scipy import ndimage
 
     img, mask = task_image_mask(name)
     assert img.shape == mask.shape + (3,) and 0.0 <= img.min() and img.max() <= 1.0
@@ -286,9 +285,8 @@ def test_sparse_scribbles_are_few_strokes_inside_and_outside(name):
 
 
 def test_coin_task_masks_are_single_discs():
-    from scipy import ndimage
-
     from geocert_connected2d.scenes import task_image_mask
+    from scipy import ndimage
 
     for name in ("coin-a", "coin-b", "coin-c"):
         img, mask = task_image_mask(name)
