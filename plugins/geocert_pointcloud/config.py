@@ -49,16 +49,18 @@ class TrainPcConfig:
     certificate) covers the xyz coordinates only: the normals are taken as given, unperturbed."""
     rotation_sigma_deg: float = 0.0
     """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
-    noise_draws: int = 1
+    scale_jitter: float = 0.0
+    """Also scale each training cloud by U(1 − s, 1 + s) independently per axis (augmentation)."""
+    noise_draws: int = 4
     """Independent noisy copies of each cloud per step (the consistency terms compare them)."""
     consistency: float = 0.0
     """Weight λ of the consistency loss KL(p̄ ‖ p_k) between the noisy copies' predictions and their mean."""
     entropy: float = 0.0
     """Weight η of the entropy H(p̄) of the copies' mean prediction (sharpens it)."""
-    count_loss: float = 0.0
+    count_loss: float = 5.0
     """Weight of a soft count of the points whose mean probability of the true part over the noisy copies
     exceeds --calibration-cut (rewards what certification counts; gives up points far below the cut)."""
-    calibrate: Literal["off", "bias", "linear"] = "off"
+    calibrate: Literal["off", "bias", "linear"] = "linear"
     """After training, tune per part a logit bias (`bias`), or an affine function of the point's own noisy
     xyz (`linear`), on the training shapes so that as many points as possible get a vote fraction above
     --calibration-cut under σ-noise (class-prior calibration of the smoothed decision; docs/pointcloud.md)."""

@@ -27,6 +27,9 @@ from geocert_pointcloud.model import PointNetPartSeg, build_model, part_mask, pr
 __all__ = ["run_train", "train_model", "evaluate_model", "load_checkpoint", "save_checkpoint", "stack_shapes"]
 
 CHECKPOINT_FORMAT = "geocert-pointcloud-pointnet/1"
+# version of the model `geocert train-pc` trains with its defaults; the `--checkpoint auto` cache file name
+# carries it, so a change of the defaults retrains the cached default model (2: certification-aware training)
+DEFAULT_MODEL_VERSION = 2
 
 
 def stack_shapes(shapes: list[Shape]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -95,7 +98,8 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
                 sigma: float, epochs: int, batch_size: int, lr: float, generator: torch.Generator,
                 rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True,
                 normals: torch.Tensor | None = None, noise_draws: int = 1, consistency: float = 0.0,
-                entropy: float = 0.0, count: float = 0.0, cut: float = 0.82) -> list[float]:
+                entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, scale_jitter: float = 0.0,
+                ) -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
     radians); the loss (:func:`noise_loss`) is cross-entropy over each shape's own category parts on
     ``noise_draws`` noisy copies of every cloud, plus the consistency terms. Each step uses a random subset
@@ -131,6 +135,8 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
                 x = torch.cat([rotate_about_up(x[j], ang[j:j + 1]) for j in range(len(idx))])
                 if nrm is not None:
                     nrm = torch.cat([rotate_about_up(nrm[j], ang[j:j + 1]) for j in range(len(idx))])
+            if scale_jitter > 0:  # anisotropic scaling of each training cloud by U(1 - s, 1 + s) per axis
+                x = x * (1 + scale_jitter * (2 * torch.rand(len(idx), 1, 3, generator=generator) - 1))
             logits = noisy_part_logits(model, x, categories[idx], masks[idx], sigma=sigma, draws=noise_draws,
                                        generator=generator, normals=nrm)
             loss = noise_loss(logits, y, consistency=consistency, entropy=entropy, count=count, cut=cut)
@@ -291,6 +297,8 @@ def _validate(cfg) -> None:
         check_positive_int(getattr(cfg, name), name.replace("_", "-"))
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"lr must be > 0, got {cfg.lr}")
+    if not (math.isfinite(cfg.scale_jitter) and 0 <= cfg.scale_jitter < 1):
+        raise ParameterError(f"scale-jitter must lie in [0, 1), got {cfg.scale_jitter}")
     if cfg.max_train_shapes < 0 or cfg.eval_shapes < 0 or cfg.train_points < 0:
         raise ParameterError("max-train-shapes, eval-shapes and train-points must be >= 0 (0 = all)")
     if not (math.isfinite(cfg.rotation_sigma_deg) and cfg.rotation_sigma_deg >= 0):
@@ -344,7 +352,7 @@ def run_train(cfg) -> dict:
                          lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
                          train_points=cfg.train_points, normals=nrm, noise_draws=cfg.noise_draws,
                          consistency=cfg.consistency, entropy=cfg.entropy, count=cfg.count_loss,
-                         cut=cfg.calibration_cut)
+                         cut=cfg.calibration_cut, scale_jitter=cfg.scale_jitter)
     biases = None
     if cfg.calibrate != "off":
         biases = calibrate_part_biases(model, pts, lab, cat, sigma=cfg.sigma, draws=cfg.calibration_draws,
