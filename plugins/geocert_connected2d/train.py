@@ -10,7 +10,10 @@ probability):
 The teacher is detached inside the MSE terms (the model follows the teacher, not the other way round).
 With a **fixed** teacher (``teacher_probs``: a probability map from a classical segmenter, see
 :mod:`.teachers`) there is nothing to train on its side and it is already final, so the loss is
-BCE(y, ŷ) + BCE(y, y_t) (soft targets) from the first epoch. BCE rather than MSE here: a confidently wrong
+BCE(y, ŷ) + BCE(y, y_t) (soft targets) from the first epoch, and half of each epoch's random pixels
+(``hard_fraction``) are drawn among the pixels the model currently gets wrong against the teacher (found on
+the pixel grid every ``hard_every`` epochs): on the sparse-scribble horse-gravel task (seed 0) IoU 0.934 →
+0.951, on the horse (seed 1) 0.953 → 0.966 (refreshed every epoch in that test; same step count). BCE rather than MSE here: a confidently wrong
 pixel (a thin leg predicted background) keeps a large gradient instead of a vanishing sigmoid slope; on the
 sparse-scribble horse with a perfect teacher, IoU 0.925 (MSE) → 0.973 (BCE), same 2100 steps.
 Without a teacher only BCE(y, ŷ) on the scribbles is used. Each epoch visits every scribbled pixel once plus
@@ -74,6 +77,9 @@ class TrainSettings:
     teacher_hidden: int = 130  # [130]
     teacher_features: str = "rgbxy"
     fixed_teacher_loss: str = "bce"  # with a fixed teacher: bce (soft targets) or mse against its probabilities
+    hard_fraction: float = 0.5  # with a fixed teacher: share of the random pixels drawn among the currently
+    # misclassified ones (model and teacher on opposite sides of 1/2, re-evaluated every hard_every epochs)
+    hard_every: int = 4
     seed: int = 0
 
 
@@ -150,6 +156,13 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
         epochs = tqdm(epochs, desc="train", unit="epoch", leave=False)
     for epoch in epochs:
         extra = torch.randint(0, H * W, (s.random_points,), generator=gen) if s.use_teacher else labelled[:0]
+        if fixed is not None and s.hard_fraction > 0 and epoch > 0:
+            if (epoch - 1) % s.hard_every == 0:
+                wrong = torch.nonzero((predict_logits(model, xy) >= 0) != (fixed >= 0.5))[:, 0]
+            n_hard = min(int(s.hard_fraction * s.random_points), 4 * len(wrong))
+            if n_hard > 0:
+                pick = wrong[torch.randint(0, len(wrong), (n_hard,), generator=gen)]
+                extra = torch.cat([extra[:s.random_points - n_hard], pick])
         idx = torch.cat([labelled, extra])
         idx = idx[torch.randperm(len(idx), generator=gen)]
         total, count = 0.0, 0
