@@ -341,8 +341,9 @@ def _render_sections(run: Run) -> list[Section]:
     if mp4 is not None or gif is not None:
         out.append(Section("Orbit", video(mp4, gif, "orbit" + (" (MP4, GIF fallback)" if mp4 and gif else ""),
                                           width=360)))
-    imgs = [image(run.read_bytes(f), cap, width=300, pixelated=True)
-            for f, cap in (("sdf_slice.png", "SDF slice through the centre"), ("depth.png", "depth"))
+    imgs = [image(run.read_bytes(f), cap, width=w, pixelated=px)
+            for f, cap, w, px in (("sdf_slice.png", "SDF slice through the centre", 520, False),
+                                  ("depth.png", "depth", 300, True))
             if run.exists(f)]
     if imgs:
         out.append(Section("SDF slice and depth", '<div class="gc-row">' + "".join(imgs) + "</div>"))
