@@ -49,7 +49,7 @@ class TrainPcConfig:
     certificate) covers the xyz coordinates only: the normals are taken as given, unperturbed."""
     rotation_sigma_deg: float = 0.0
     """Also rotate each training cloud about the up axis by N(0, this²) degrees (for rotation smoothing)."""
-    scale_jitter: float = 0.0
+    scale_jitter: float = 0.2
     """Also scale each training cloud by U(1 − s, 1 + s) independently per axis (augmentation)."""
     noise_draws: int = 4
     """Independent noisy copies of each cloud per step (the consistency terms compare them)."""
