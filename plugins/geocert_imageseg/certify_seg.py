@@ -1,9 +1,9 @@
 """``geocert certify-seg``: per-pixel certification of a segmentation model (SegCertify), optionally behind a
 denoiser (denoised smoothing).
 
-The command validates its options, opens the run (``--output`` checked before any work), resolves the data,
-the model and the denoiser, checks every image and mask and the model's output contract, and then hands the
-images to the core: a data-set folder is a resumable :func:`geocert.pipeline.certify_dataset` run of
+The command validates its options and ``--output`` (before any work), resolves the data, the model and the
+denoiser, checks every image and mask and the model's output contract, opens the run (only then: ``--overwrite``
+empties a dataset folder for a run whose inputs passed their checks) and hands the images to the core: a data-set folder is a resumable :func:`geocert.pipeline.certify_dataset` run of
 :class:`~geocert_imageseg.adapter.SegTask` (``labels/NAME.png`` per image, ``results.jsonl``, pooled
 metrics and the standard plots); a single image is the same certification of one item
 (:func:`geocert.pipeline.dataset.run_item_checked`) with ``labels.png``, ``labels.npy`` and ``comparison.png``,
@@ -93,12 +93,16 @@ def _check_denoiser(den: Any, info: dict, sigma: float) -> dict:
 def run(cfg: CertifySegConfig) -> dict:
     """Certify one image or a data-set folder (see the module docstring); returns the metrics."""
     from geocert.certify import check_tau_reachable
-    from geocert.pipeline import executor_from, open_run, resolve_device
+    from geocert.pipeline import apply_threads, executor_from, open_run, preflight
     from geocert_imageseg.adapter import SegTask, probe_num_classes
     from geocert_imageseg.data import convert_channels, load_image, load_mask
 
     settings = settings_from(cfg)
     executor = executor_from(cfg)
+    # --output, --threads and --device are checked before any work; the run itself is opened once the inputs
+    # are known to be good, so that --overwrite never empties a folder for a run that then fails its checks
+    device = preflight(cfg)
+    apply_threads(cfg.threads)  # also for training a default model
     if cfg.image is not None and not Path(cfg.image).exists():
         raise InputError(f"{cfg.image}: file or folder not found")
     dataset_mode = cfg.image is None or Path(cfg.image).is_dir()
@@ -107,9 +111,8 @@ def run(cfg: CertifySegConfig) -> dict:
     identity = {
         "model": cfg.model or f"default U-Net (noise σ={train_sigma:g})", "model_sha256": _digest(cfg.model),
         "denoiser": None if plain else cfg.denoiser, "denoiser_sha256": None if plain else _digest(cfg.denoiser),
-        "denoise_steps": cfg.denoise_steps, "device": str(resolve_device(cfg.device)),
+        "denoise_steps": cfg.denoise_steps, "device": str(device),
     }
-    run_ = open_run(cfg, resumable=dataset_mode, result_key={**settings.key(), **identity} if dataset_mode else None)
 
     # ---- data, model and denoiser (default ones are made once and cached)
     from geocert_imageseg.scenes import default_dataset
@@ -122,10 +125,10 @@ def run(cfg: CertifySegConfig) -> dict:
         else cfg.denoiser
     task = SegTask(images=images, model=model_spec, sigma=settings.sigma, denoiser=den_spec,
                    denoise_steps=cfg.denoise_steps, identity=identity)
-    loaded, den, den_info = task.load_parts(run_.device)
+    loaded, den, den_info = task.load_parts(device)
     first = load_image(images[0][1])
     task.model_channels = loaded.meta.get("in_channels", int(first.shape[0]))
-    probe = convert_channels(first, task.model_channels).to(run_.device)
+    probe = convert_channels(first, task.model_channels).to(device)
     task.num_classes = probe_num_classes(loaded.model, probe, num_classes=cfg.num_classes, source=model_spec)
     names = loaded.meta.get("class_names") or class_names
     task.class_names = names if names is not None and len(names) == task.num_classes else None
@@ -140,6 +143,7 @@ def run(cfg: CertifySegConfig) -> dict:
             load_mask(mp, task.num_classes, shape=tuple(x.shape[-2:]))
         task.max_pixels = max(task.max_pixels or 0, int(x.shape[-2] * x.shape[-1]))
     check_tau_reachable(settings.tau, settings.n, settings.alpha, task.max_pixels, settings.correction, settings.k)
+    run_ = open_run(cfg, resumable=dataset_mode, result_key={**settings.key(), **identity} if dataset_mode else None)
     run_.update_extra(model=model_spec, model_kind=loaded.kind, model_train_sigma=loaded.meta.get("train_sigma"),
                       num_classes=task.num_classes, class_names=task.class_names, denoiser=den_info,
                       pixel_units="[0, 1]", data=str(source))

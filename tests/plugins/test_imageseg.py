@@ -855,6 +855,19 @@ def test_overwrite_empties_the_dataset_folder(tiny_data, tiny_model, tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["sigma"] == 0.5
 
 
+def test_overwrite_keeps_old_results_when_the_new_run_fails_its_checks(tiny_data, tiny_model, tmp_path, capsys):
+    """--overwrite empties the folder only for a run whose inputs passed every check: a τ that n samples can
+    never certify (found once the image sizes are known) leaves the finished results alone."""
+    out = tmp_path / "ds"
+    common = ["--model", tiny_model, "--alpha", 0.05, "--output", out, "--no-progress"]
+    assert _run("certify-seg", tiny_data, *common, "--n", 30, "--n0", 5, "--tau", 0.6) == 0
+    before = (out / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert _run("certify-seg", tiny_data, *common, "--n", 5, "--n0", 2, "--tau", 0.99, "--overwrite") == 2
+    assert "can never be certified" in _one_error_line(capsys, "certify-seg")
+    assert (out / "results.jsonl").read_text() == before and len(list((out / "labels").iterdir())) == 2
+
+
 def test_interrupted_train_seg_does_not_promise_resume(tiny_data, tmp_path, capsys, monkeypatch):
     """Ctrl-C during train-seg (after model.pt was written, while scoring the test split): exit 130, the message
     says nothing was written (train-seg does not resume), and nothing is in --output."""
