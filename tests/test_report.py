@@ -205,7 +205,7 @@ def test_page_over_the_cap_says_so(tmp_path, monkeypatch, capsys):
 def test_guarantee_sentence_fills_in_k_and_needs_the_numbers():
     m = {"alpha": 0.001, "tau": 0.75, "sigma": 0.5, "radius": 0.337, "correction": "holm", "k": 5}
     s = R.guarantee_sentence(m, component="pixel", unit="ℓ2")
-    assert "1 − α = 0.999" in s and "fewer than k = 5 of the certified pixels are wrong" in s
+    assert "1 − α = 0.999" in s and "for all but at most k − 1 = 4 of each item's certified pixels" in s
     assert "R = σ·Φ⁻¹(τ) = 0.337" in s and "σ = 0.5" in s
     assert R.guarantee_sentence({"alpha": 0.1}) is None
 

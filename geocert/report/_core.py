@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from geocert.errors import InputError
@@ -212,18 +213,19 @@ def guarantee_sentence(metrics: Mapping[str, Any], *, component: str = "componen
     ``metrics`` lacks them. ``component``: what is certified (point, pixel); ``unit``: the radius' norm."""
     try:
         alpha, tau, sigma = float(metrics["alpha"]), float(metrics["tau"]), float(metrics["sigma"])
-        radius = float(metrics["radius"])
+        radius = (float(metrics["radius"]) if metrics.get("radius") is not None
+                  else sigma * NormalDist().inv_cdf(tau))  # R = σ·Φ⁻¹(τ), e.g. before metrics.json exists
     except (KeyError, TypeError, ValueError):
         return None
     corr = metrics.get("correction")
     k = metrics.get("k") or 1
     unit = unit or metrics.get("radius_unit") or "ℓ2"
-    fwer = (f"fewer than k = {k} of the certified {component}s are wrong" if isinstance(k, int) and k > 1
-            else f"every certified {component} is right")
-    how = f" ({corr} correction over all {component}s)" if corr else ""
-    return (f"With probability at least 1 − α = {1 - alpha:.4g} over the Monte-Carlo noise{how}, {fwer}: "
-            f"the smoothed classifier gives it its certified class with probability above τ = {tau:g}, "
-            f"for every input perturbation of {B.escape(unit)} norm up to R = σ·Φ⁻¹(τ) = {radius:.4g} "
+    who = (f"for all but at most k − 1 = {k - 1} of each item's certified {component}s"
+           if isinstance(k, int) and k > 1 else f"for every certified {component}")
+    how = f" ({corr} correction over each item's {component}s)" if corr else ""
+    return (f"With probability at least 1 − α = {1 - alpha:.4g} over the Monte-Carlo noise{how}, {who} the "
+            f"smoothed classifier gives its certified class a probability above τ = {tau:g}, so that class is kept "
+            f"under every input perturbation of {B.escape(unit)} norm up to R = σ·Φ⁻¹(τ) = {radius:.4g} "
             f"(σ = {sigma:g}); abstained {component}s (white) carry no claim.")
 
 

@@ -36,7 +36,10 @@ def _certify_sections(run: Run) -> list[Section]:
     m = run.metrics
     out: list[Section] = []
     unit = m.get("radius_unit") or ("rotation angle (degrees)" if m.get("mode") == "rotation" else "ℓ2")
-    g = guarantee_sentence(m, component="point", unit=unit)
+    # before metrics.json exists (a run in progress) the parameters give the guarantee (xyz mode: σ is the radius'
+    # σ; rotation mode needs the run's own radius)
+    params = {**run.params, **m} if run.params.get("mode", "xyz") == "xyz" or m else m
+    g = guarantee_sentence(params, component="point", unit=unit)
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
     out.append(Section("Certified clouds (3D)", lambda: _clouds(run)))
