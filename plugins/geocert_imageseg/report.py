@@ -47,8 +47,7 @@ def _certify_sections(run: Run) -> list[Section]:
         params["radius"] = run.config["radius"]
     out: list[Section] = []
     units = run.config.get("pixel_units") or [0, 1]
-    unit = None if params.get("radius_unit") else f"ℓ2 (pixel values in {units})"
-    g = guarantee_sentence(params, component="pixel", unit=unit)
+    g = guarantee_sentence(params, component="pixel", unit=f"ℓ2 (pixel intensities in {units})")
     if g:
         out.append(Section("guarantee", g, role="guarantee"))
     out.append(Section("Certified segmentation", lambda: _panels(run, params)))
