@@ -54,7 +54,7 @@ def main() -> None:
     from geocert_pointcloud.scenes import default_dataset
 
     args = tyro.cli(Args)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     shapes = load_shapes(args.data or default_dataset(), split=args.split, num_shapes=args.num_shapes,
                          num_points=args.num_points)
     gen = torch.Generator().manual_seed(args.seed)

@@ -2,13 +2,17 @@
 the model predicts the true part; prints the share of points whose fraction exceeds the cut (≈ 0.82 is what
 certify-pc's defaults need: τ = 0.75, n = 1000, α = 0.001, Holm over 2048 points) overall and per category.
 
-    python tools/pointcloud_vote_fractions.py CKPT [CKPT ...] --split val --draws 200
+With ``--calibrate bias|linear`` each checkpoint is first calibrated on the training shapes with the same
+``calibrate_part_biases`` that ``train-pc --calibrate`` runs (``--save`` writes the calibrated checkpoint).
+
+    python tools/pointcloud_vote_fractions.py CKPT [CKPT ...] --split val --draws 200 [--calibrate linear]
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -24,6 +28,33 @@ class Args:
     cut: float = 0.82
     batch_size: int = 50
     seed: int = 0
+    calibrate: Literal["off", "bias", "linear"] = "off"
+    """Calibrate each checkpoint on the training shapes first (as train-pc --calibrate)."""
+    calibration_cut: float = 0.82
+    save: Path | None = None
+    """With --calibrate and one checkpoint: write the calibrated checkpoint here."""
+
+
+def calibrated(model, ckpt: dict, args: Args, data: Path):
+    """``model`` calibrated on the training split (a copy with a spatial prior layer for ``linear``)."""
+    import torch
+    from geocert_pointcloud.data import load_shapes
+    from geocert_pointcloud.model import build_model
+    from geocert_pointcloud.train import calibrate_part_biases, stack_normals, stack_shapes
+
+    if args.calibrate == "linear" and model.prior is None:
+        with_prior = build_model({**ckpt["model"], "spatial_prior": True})
+        with_prior.load_state_dict(model.state_dict(), strict=False)
+        model = with_prior.eval()
+    shapes = load_shapes(data, split="train", num_shapes=0, num_points=ckpt["num_points"], seed=0)
+    pts, lab, cat = stack_shapes(shapes)
+    nrm = stack_normals(shapes) if ckpt.get("normals") else None
+    coef = calibrate_part_biases(model, pts, lab, cat, sigma=ckpt["sigma"], draws=64, cut=args.calibration_cut,
+                                 generator=torch.Generator().manual_seed(args.seed), normals=nrm,
+                                 linear=args.calibrate == "linear")
+    for c, rows in coef.items():
+        print(f"  {c:<10} " + " | ".join(" ".join(f"{v:+.2f}" for v in row) for row in rows))
+    return model
 
 
 def main() -> None:
@@ -32,15 +63,28 @@ def main() -> None:
     from geocert_pointcloud.data import CATEGORIES, load_shapes
     from geocert_pointcloud.model import fuse_batchnorm, part_mask
     from geocert_pointcloud.scenes import default_dataset
-    from geocert_pointcloud.train import load_checkpoint, noisy_part_logits, stack_normals, stack_shapes
+    from geocert_pointcloud.train import (
+        load_checkpoint,
+        noisy_part_logits,
+        save_checkpoint,
+        stack_normals,
+        stack_shapes,
+    )
 
     args = tyro.cli(Args)
     torch.set_num_threads(1)
+    data = args.data or default_dataset()
     for path in args.checkpoints:
         model, ckpt = load_checkpoint(path)
+        if args.calibrate != "off":
+            model = calibrated(model, ckpt, args, data)
+            if args.save is not None:
+                save_checkpoint(args.save, model, sigma=ckpt["sigma"], num_points=ckpt["num_points"],
+                                categories=ckpt["categories"], train_config=ckpt["train_config"],
+                                metrics=ckpt["metrics"], rotation_sigma_deg=ckpt.get("rotation_sigma_deg", 0.0))
         model = fuse_batchnorm(model)
-        shapes = load_shapes(args.data or default_dataset(), split=args.split, num_shapes=args.num_shapes,
-                             num_points=ckpt["num_points"], seed=0)
+        shapes = load_shapes(data, split=args.split, num_shapes=args.num_shapes, num_points=ckpt["num_points"],
+                             seed=0)
         gen = torch.Generator().manual_seed(args.seed)
         per_cat: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
