@@ -16,3 +16,31 @@ def _geocert_cache(tmp_path_factory):
         yield str(path)
     finally:
         os.environ.pop("GEOCERT_CACHE", None)
+
+
+SMOKE_EXTRA = {"certify-seg": ("--max-images", "2")}
+"""Extra arguments appended to a plugin's smoke run (two images, so that report sliders have somewhere to go)."""
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Run a plugin's smoke command once per session (into a path with spaces and non-ASCII) and share the
+    result: ``smoke_run(command, args) -> (CompletedProcess, output folder, its parent folder)``."""
+    import subprocess
+    import sys
+
+    done: dict = {}
+
+    def run(command: str, args: tuple[str, ...]):
+        key = (command, tuple(args))
+        if key not in done:
+            base = tmp_path_factory.mktemp(f"smoke-{command}")
+            out = base / "out dir é"
+            argv = [a.replace("{out}", str(out)).replace("{tmp}", str(base)) for a in args]
+            argv += list(SMOKE_EXTRA.get(command, ()))
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            done[key] = (subprocess.run([sys.executable, "-m", "geocert.cli", command, *argv], capture_output=True,
+                                        text=True, env=env, timeout=600), out, base)
+        return done[key]
+
+    return run

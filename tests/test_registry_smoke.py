@@ -2,9 +2,6 @@
 on a bundled scene) that must exit 0 and write config.json and metrics.json into their output folder."""
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -26,12 +23,8 @@ def test_in_repo_plugins_are_discovered_with_smoke_runs():
 
 
 @pytest.mark.parametrize("plugin,command,args", RUNS, ids=[f"{p}:{c}" for p, c, _ in RUNS])
-def test_smoke_run_writes_config_and_metrics(plugin, command, args, tmp_path):
-    out = tmp_path / "out dir é"  # spaces and non-ASCII in the output path
-    argv = [a.replace("{out}", str(out)).replace("{tmp}", str(tmp_path)) for a in args]
-    env = dict(os.environ)  # GEOCERT_CACHE: the session cache from conftest.py, shared by all smoke runs
-    r = subprocess.run([sys.executable, "-m", "geocert.cli", command, *argv], capture_output=True, text=True,
-                       env=env, timeout=300)
+def test_smoke_run_writes_config_and_metrics(plugin, command, args, smoke_run):
+    r, out, base = smoke_run(command, args)  # shared with the report browser tests (one run per session)
     assert r.returncode == 0, f"{command} failed:\n{r.stderr[-3000:]}"
     config = json.loads((out / "config.json").read_text())
     assert config["geocert_version"] and config["config"]
@@ -39,5 +32,5 @@ def test_smoke_run_writes_config_and_metrics(plugin, command, args, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert isinstance(metrics, dict) and metrics
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "staging folder left behind"
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [], "staging folder left behind"
     assert (out / "report.html").stat().st_size > 0

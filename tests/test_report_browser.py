@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,8 +25,6 @@ with warnings.catch_warnings():
     PLUGINS = discover()
 
 RUNS = [(p.name, cmd, args) for p in PLUGINS.values() for cmd, args in p.smoke.items()]
-EXTRA_ARGS = {"certify-seg": ("--max-images", "2")}  # two images, so that the image slider has somewhere to go
-"""Extra arguments appended to a smoke run (tyro: the last value of a repeated option wins)."""
 
 # sections each in-repo command's page must show (besides the core's "Run" and "Metrics")
 EXPECTED = {
@@ -78,15 +74,6 @@ def screens(tmp_path_factory) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     print(f"report screenshots in {path}")
     return path
-
-
-def _run_smoke(out: Path, command: str, args: tuple[str, ...], tmp: Path) -> None:
-    argv = [a.replace("{out}", str(out)).replace("{tmp}", str(tmp)) for a in args]
-    argv += list(EXTRA_ARGS.get(command, ()))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "geocert.cli", command, *argv], capture_output=True, text=True,
-                       env=env, timeout=300)
-    assert r.returncode == 0, f"{command} failed:\n{r.stderr[-3000:]}"
 
 
 def _pixels_std(png: bytes) -> float:
@@ -167,9 +154,9 @@ def _interact(page, command: str) -> None:
 
 
 @pytest.mark.parametrize("plugin,command,args", RUNS, ids=[f"{p}:{c}" for p, c, _ in RUNS])
-def test_report_in_browser(plugin, command, args, browser, screens, tmp_path):
-    out = tmp_path / "out"
-    _run_smoke(out, command, args, tmp_path)
+def test_report_in_browser(plugin, command, args, browser, screens, smoke_run):
+    r, out, _ = smoke_run(command, args)  # the session's smoke run (tests/conftest.py), shared with the registry
+    assert r.returncode == 0, f"{command} failed:\n{r.stderr[-3000:]}"
     report = write_report(out)
     assert report == out / "report.html" and report.is_file()
     size = report.stat().st_size
