@@ -42,7 +42,7 @@ SETTINGS = CertifySettings(sigma=0.3, n0=8, n=160, tau=0.6, alpha=0.05, batch_si
 class ToyTask(DatasetTask):
     """Random 3D points per item (from the item's name); the model is a fixed linear 3-class point
     classifier. ``exit_on`` items end their worker process on their first load (a marker file in ``marks``
-    makes the retry succeed); ``hold_on`` items write their worker's PID to ``marks`` and wait until
+    makes the retry succeed; with ``exit_always`` on every load); ``hold_on`` items write their worker's PID to ``marks`` and wait until
     ``<name>.release`` appears there; ``fail_on`` items make the model raise."""
 
     num_items: int = 6
@@ -50,6 +50,7 @@ class ToyTask(DatasetTask):
     delay_s: float = 0.0
     marks: str = ""
     exit_on: tuple[str, ...] = ()
+    exit_always: bool = False
     hold_on: tuple[str, ...] = ()
     fail_on: tuple[str, ...] = ()
 
@@ -69,7 +70,7 @@ class ToyTask(DatasetTask):
 
     def load_item(self, name: str) -> Sample:
         marks = Path(self.marks)
-        if name in self.exit_on and not (marks / f"{name}.exited").exists():
+        if name in self.exit_on and (self.exit_always or not (marks / f"{name}.exited").exists()):
             (marks / f"{name}.exited").touch()
             os._exit(1)  # the worker process dies without a word, like an OOM kill
         if name in self.hold_on and not (marks / f"{name}.release").exists():
@@ -218,6 +219,13 @@ def test_killed_workers_retry_items_once_each(cluster, reference, tmp_path):
     names = result_names(out)
     assert sorted(names) == task.item_names()  # each item exactly once
     assert_same_items(item_arrays(out), item_arrays(reference[0]))
+    assert free_cpus_back(2.0)
+
+
+def test_item_that_always_kills_its_worker_stops_the_run(cluster, tmp_path):
+    task = ToyTask(num_items=1, marks=str(tmp_path), exit_on=("item-00",), exit_always=True)
+    with pytest.raises(GeocertError, match=r"^item item-00: a Ray worker died on it 2 times \(last: "):
+        list(RayExecutor(workers=1, max_attempts=2).run(task, SETTINGS, ["item-00"], torch.device("cpu")))
     assert free_cpus_back(2.0)
 
 
