@@ -25,7 +25,8 @@ from typing import Any
 
 from geocert.errors import GeocertError, InputError
 
-__all__ = ["ModelError", "LoadedModel", "load_model", "is_torchscript", "labels_from_output", "timed"]
+__all__ = ["ModelError", "LoadedModel", "load_model", "model_identity", "is_torchscript", "labels_from_output",
+           "timed"]
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -44,6 +45,26 @@ class LoadedModel:
     """What the user gave (path or ``module:factory``), for messages."""
     meta: dict = dataclasses.field(default_factory=dict)
     """What the native loader returned besides the model (e.g. the checkpoint's training config)."""
+
+
+def model_identity(spec: str | os.PathLike | None) -> str | None:
+    """SHA-256 of a model file, or of a folder's file names and contents (e.g. a diffusers folder), for resume
+    keys: a retrained model in the same place is a different model. None for anything else (a factory)."""
+    import hashlib
+
+    if spec is None:
+        return None
+    p = Path(spec)
+    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(p) if f != p else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:

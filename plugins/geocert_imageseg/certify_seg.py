@@ -13,7 +13,6 @@ staged so that a failure leaves nothing in ``--output``. Each image's noise seed
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from geocert.errors import InputError, ParameterError
 from geocert.pipeline.dataset import CertifySettings
+from geocert.pipeline.models import model_identity
 from geocert_imageseg.config import CertifySegConfig
 
 __all__ = ["run", "settings_from", "RADIUS_UNIT"]
@@ -40,23 +40,6 @@ def settings_from(cfg: CertifySegConfig) -> CertifySettings:
         if value is not None:
             check_positive_int(value, name)
     return cfg.certify_settings(radius_unit=RADIUS_UNIT)
-
-
-def _digest(spec: str | None) -> str | None:
-    """SHA-256 of a model file, or of a folder's file names and contents; None for anything else."""
-    if spec is None:
-        return None
-    p = Path(spec)
-    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(p) if f != p else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _images(source: Path, mask: Path | None, max_images: int | None) -> tuple[list[tuple[str, str, str | None]],
@@ -109,8 +92,8 @@ def run(cfg: CertifySegConfig) -> dict:
     plain = cfg.denoiser in ("none", "")
     train_sigma = 0.25 if plain else 0.0  # default model: SegCertify's noisy U-Net, or a clean one behind a denoiser
     identity = {
-        "model": cfg.model or f"default U-Net (noise σ={train_sigma:g})", "model_sha256": _digest(cfg.model),
-        "denoiser": None if plain else cfg.denoiser, "denoiser_sha256": None if plain else _digest(cfg.denoiser),
+        "model": cfg.model or f"default U-Net (noise σ={train_sigma:g})", "model_sha256": model_identity(cfg.model),
+        "denoiser": None if plain else cfg.denoiser, "denoiser_sha256": None if plain else model_identity(cfg.denoiser),
         "denoise_steps": cfg.denoise_steps, "device": str(device),
     }
 

@@ -12,7 +12,6 @@ up axis (``--mode rotation``, angle radius in degrees).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 
 from geocert.errors import InputError, ParameterError
 from geocert.pipeline.dataset import CertifySettings, DatasetTask, Sample, safe_name
+from geocert.pipeline.models import model_identity
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_PARTS, Shape, load_shapes
 from geocert_pointcloud.evaluate import miou_summary, shape_iou
 
@@ -168,17 +168,6 @@ def _settings(cfg) -> CertifySettings:
                            radius_scale=scale, radius_unit=unit).validate()
 
 
-def _model_identity(spec: str) -> str | None:
-    p = Path(spec)
-    if p.is_file():
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-    return None
-
-
 def run(cfg) -> dict:
     """``geocert certify-pc``: validate everything, then certify shape by shape (resumable)."""
     from geocert.pipeline import certify_dataset, executor_from, open_run, preflight
@@ -232,7 +221,7 @@ def run(cfg) -> dict:
             spec[s.name] = ("file", str(s.source), s.category, s.name)
     task = PointCloudTask(model_spec=model_spec, shapes_spec=spec, num_points=cfg.num_points, seed=cfg.seed,
                           mode=cfg.mode, normals=cfg.normals, allowed_unknown=allowed_unknown,
-                          model_sha256=_model_identity(model_spec), data=str(data), save_ply=cfg.save_ply,
+                          model_sha256=model_identity(model_spec), data=str(data), save_ply=cfg.save_ply,
                           _shapes={s.name: s for s in shapes}, normals_used=segmenter.in_channels == 6)
     first = task.load_item(names[0])  # the output contract, checked on the clean first cloud before any output
     f, x = task.base_model(segmenter, first, torch.device("cpu"))

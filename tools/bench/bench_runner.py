@@ -37,10 +37,10 @@ class Args:
 
 def main() -> None:
     import torch
-
-    from geocert.pipeline import certify_dataset, open_run
     from geocert_pointcloud.certify_pc import run as _unused  # noqa: F401  (imports the plugin)
     from geocert_pointcloud.config import CertifyPcConfig
+
+    from geocert.pipeline import certify_dataset, open_run
 
     args = tyro.cli(Args)
     torch.set_num_threads(args.threads)
@@ -90,17 +90,19 @@ def _bare_forward(task, model, args) -> float:
 
 def _task(cfg):
     """The PointCloudTask and settings certify-pc would build (same code path, no output folder)."""
-    from geocert_pointcloud.certify_pc import PointCloudTask, _model_identity, _settings
+    from geocert_pointcloud.certify_pc import PointCloudTask, _settings
     from geocert_pointcloud.data import load_shapes
     from geocert_pointcloud.default_model import default_checkpoint
     from geocert_pointcloud.scenes import default_dataset
+
+    from geocert.pipeline.models import model_identity
 
     data = default_dataset()
     shapes = load_shapes(data, split="test", num_shapes=cfg.num_shapes, num_points=2048, seed=0)
     model = str(default_checkpoint()) if cfg.model == "auto" else cfg.model
     spec = {s.name: ("dataset", (str(data), str(s.source)), s.category, s.name) for s in shapes}
     task = PointCloudTask(model_spec=model, shapes_spec=spec, num_points=2048, seed=0, mode="xyz", normals=False,
-                          allowed_unknown=None, model_sha256=_model_identity(model), data=str(data),
+                          allowed_unknown=None, model_sha256=model_identity(model), data=str(data),
                           save_ply=False, _shapes={s.name: s for s in shapes})
     return task, _settings(cfg)
 
