@@ -61,15 +61,9 @@ def main() -> None:
     import numpy as np
     import torch
     from geocert_pointcloud.data import CATEGORIES, load_shapes
-    from geocert_pointcloud.model import fuse_batchnorm, part_mask
+    from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint, part_mask, save_checkpoint
     from geocert_pointcloud.scenes import default_dataset
-    from geocert_pointcloud.train import (
-        load_checkpoint,
-        noisy_part_logits,
-        save_checkpoint,
-        stack_normals,
-        stack_shapes,
-    )
+    from geocert_pointcloud.train import noisy_part_logits, stack_normals, stack_shapes
 
     args = tyro.cli(Args)
     torch.set_num_threads(1)

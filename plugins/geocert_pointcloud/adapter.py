@@ -85,8 +85,7 @@ class PartSegmenter:
 def load_part_segmenter(spec: str | Path, *, device: Any, normals: bool = False) -> PartSegmenter:
     """``--model``: a train-pc checkpoint, a TorchScript file or ``package.module:factory`` (see module doc)."""
     from geocert.pipeline.models import load_model
-    from geocert_pointcloud.model import fuse_batchnorm
-    from geocert_pointcloud.train import load_checkpoint
+    from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint
 
     def native(path: Path):
         model, ckpt = load_checkpoint(path)

@@ -72,12 +72,15 @@ class TrainPcConfig:
     seed: int = 0
     """Seed of initialisation, shuffling and noise (runs are reproducible)."""
     threads: int = 1
-    """torch CPU threads (1 is fastest on a shared machine: small ops stall on busy cores with more)."""
+    """torch CPU threads (0 = auto: free cores; 1 is fastest on a shared machine)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto (CUDA when present): where the network trains (calibration and evaluation
+    run on the CPU)."""
 
     def main(self) -> None:
-        from geocert_pointcloud.train import run_train
+        from geocert_pointcloud.train_pc import run
 
-        run_train(self)
+        run(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,11 +12,10 @@ __all__ = ["default_checkpoint"]
 
 def default_checkpoint() -> Path:
     from geocert.pipeline import cache_root
+    from geocert_pointcloud import train
     from geocert_pointcloud.config import TrainPcConfig
     from geocert_pointcloud.scenes import _DATASET_VERSION
-    from geocert_pointcloud.train import run_train
-
-    from geocert_pointcloud import train
+    from geocert_pointcloud.train_pc import run
 
     version = getattr(train, "DEFAULT_MODEL_VERSION", 1)  # bumped when train-pc's defaults change
     suffix = "" if version == 1 else f"_m{version}"
@@ -26,6 +25,6 @@ def default_checkpoint() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"certify-pc: training the default model once into {target}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix=".tmp_train_", dir=target.parent) as tmp:
-        run_train(TrainPcConfig(output=Path(tmp) / "run"))
+        run(TrainPcConfig(output=Path(tmp) / "run"))
         (Path(tmp) / "run" / "model.pt").replace(target)
     return target

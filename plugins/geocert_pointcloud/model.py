@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm"]
+__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
+           "model_input", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
 class _PointwiseBN(nn.Module):
@@ -152,3 +154,57 @@ def rotate_about_up(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
         x, y, z = x[None], y[None], z[None]
     c, s = c[:, None], s[:, None]
     return torch.stack([c * x + s * z, y.expand_as(c * x), -s * x + c * z], dim=-1)
+
+
+def model_input(points: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
+    """The network input: noisy ``points [B, N, 3]``, with the (unperturbed) ``normals`` appended if given."""
+    return points if normals is None else torch.cat([points, normals.expand_as(points)], dim=-1)
+
+
+CHECKPOINT_FORMAT = "geocert-pointcloud-pointnet/1"
+
+
+def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_points: int, categories: list[str],
+                    train_config: dict, metrics: dict, rotation_sigma_deg: float = 0.0) -> None:
+    import io
+
+    from geocert.io import atomic_write
+
+    buf = io.BytesIO()
+    torch.save({
+        "format": CHECKPOINT_FORMAT,
+        "model": {"arch": "pointnet", "width": model.width, "num_parts": model.num_parts,
+                  "num_categories": model.num_categories, "in_channels": model.in_channels,
+                  "spatial_prior": model.prior is not None},
+        "normals": model.in_channels == 6,
+        "state_dict": model.state_dict(),
+        "sigma": sigma,
+        "rotation_sigma_deg": rotation_sigma_deg,
+        "num_points": num_points,
+        "categories": categories,
+        "train_config": train_config,
+        "metrics": metrics,
+    }, buf)
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> tuple[PointNetPartSeg, dict]:
+    """Model (eval mode) and checkpoint dict; :class:`InputError` naming the file when missing/invalid."""
+    from geocert.errors import InputError
+    from geocert.io import read_checkpoint
+
+    path = Path(path)
+    ckpt = read_checkpoint(path, hint=" (train one with `geocert train-pc`)")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a geocert train-pc checkpoint")
+    try:
+        model = build_model(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as exc:
+        raise InputError(f"{path}: checkpoint does not match the PointNet model ({type(exc).__name__})") from None
+    if model.num_parts != NUM_PARTS or model.num_categories != NUM_CATEGORIES:
+        raise InputError(f"{path}: checkpoint has {model.num_parts} parts / {model.num_categories} categories, "
+                         f"expected {NUM_PARTS} / {NUM_CATEGORIES}")
+    model.eval()
+    return model, ckpt

@@ -262,9 +262,10 @@ class _FixedModel(torch.nn.Module):
 
 def certify_shape(model, shape, cfg, allowed_parts, progress=False) -> dict:
     """One cloud through the core runner's per-item step with a native (PointNet-like) model."""
-    from geocert.pipeline.dataset import certify_item
     from geocert_pointcloud.adapter import PartSegmenter
     from geocert_pointcloud.certify_pc import PointCloudTask, _settings
+
+    from geocert.pipeline.dataset import certify_item
 
     seg = PartSegmenter(model, native=True, in_channels=3, source="test model")
     task = PointCloudTask(model_spec="test", shapes_spec={shape.name: None}, num_points=len(shape.points),
@@ -347,7 +348,7 @@ def test_train_pc_outputs(trained):
         assert 0.0 <= metrics["test"][tag]["accuracy"] <= 1.0
         assert 0.0 <= metrics["test"][tag]["instance_miou"] <= 1.0
     assert len(metrics["loss_per_epoch"]) == 2 and all(math.isfinite(v) for v in metrics["loss_per_epoch"])
-    from geocert_pointcloud.train import load_checkpoint
+    from geocert_pointcloud.model import load_checkpoint
 
     model, ckpt = load_checkpoint(trained / "model.pt")
     assert ckpt["sigma"] == 0.25 and model.width == 8 and ckpt["categories"] == list(TINY_CATEGORIES)
@@ -511,7 +512,7 @@ def test_normals_model_end_to_end(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "train"
     assert cli(["train-pc", str(tiny_dataset), "--output", str(out), "--epochs", "1", "--width", "8", "--normals",
                 "--num-points", "128", "--train-points", "64", "--batch-size", "6"]) == 0
-    from geocert_pointcloud.train import load_checkpoint
+    from geocert_pointcloud.model import load_checkpoint
 
     model, ckpt = load_checkpoint(out / "model.pt")
     assert ckpt["normals"] and model.in_channels == 6
@@ -621,7 +622,7 @@ def test_calibration_bias_and_linear_prior():
 
 
 def test_spatial_prior_checkpoint_roundtrip_and_fusion(tmp_path):
-    from geocert_pointcloud.train import load_checkpoint, save_checkpoint
+    from geocert_pointcloud.model import load_checkpoint, save_checkpoint
 
     model = _stripe_model()
     with torch.no_grad():

@@ -37,9 +37,14 @@ def main() -> None:
     import numpy as np
     import torch
     from geocert_pointcloud.data import CATEGORIES, NUM_PARTS, normalize_unit_sphere
-    from geocert_pointcloud.model import PointNetPartSeg, fuse_batchnorm, part_mask, predict_parts
+    from geocert_pointcloud.model import (
+        PointNetPartSeg,
+        fuse_batchnorm,
+        load_checkpoint,
+        part_mask,
+        predict_parts,
+    )
     from geocert_pointcloud.scenes import make_shape
-    from geocert_pointcloud.train import load_checkpoint
 
     from geocert.certify import certify_from_counts
     from geocert.smoothing import sample_counts
