@@ -24,7 +24,7 @@ import torch
 
 from geocert.pipeline.models import ModelError
 from geocert_pointcloud.data import CATEGORIES, NUM_PARTS
-from geocert_pointcloud.model import part_mask, predict_parts, rotate_about_up
+from geocert_pointcloud.model import model_input, part_mask, predict_parts, rotate_about_up
 
 __all__ = ["PartSegmenter", "load_part_segmenter", "make_base_model"]
 
@@ -112,9 +112,7 @@ def make_base_model(segmenter: PartSegmenter, points: torch.Tensor, normals: tor
         raise ModelError(f"{segmenter.source}: the model takes normals, but the cloud has none")
 
     def net_input(pts: torch.Tensor, nrm: torch.Tensor | None) -> torch.Tensor:
-        if segmenter.in_channels == 3:
-            return pts
-        return torch.cat([pts, nrm.expand_as(pts)], dim=-1)
+        return model_input(pts, nrm if segmenter.in_channels == 6 else None)
 
     if mode == "xyz":
         def f(batch: torch.Tensor) -> torch.Tensor:
