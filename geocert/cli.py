@@ -94,7 +94,7 @@ def readable_help(text: str) -> str:
     → ``(default: unset)``; the description column keeps its place."""
     text = re.sub(r"\{None\}\|(\S+)( {2,})", lambda m: m.group(1) + m.group(2) + " " * 7, text)
     text = text.replace("{None}|", "")
-    return text.replace("(default: None)", "(default: unset)")
+    return re.sub(r"\(default:(\s+)None\)", r"(default:\1unset)", text)  # also when wrapped onto the next line
 
 
 def parse_error_line(text: str) -> str:

@@ -98,14 +98,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from geocert_connected2d.config import Segment2dConfig
+    from geocert_connected2d.checks import connectivity_checks, iou
+    from geocert_connected2d.config import Segment2dConfig, TrainSettings
     from geocert_connected2d.data import pixel_positions
-    from geocert_connected2d.run import connectivity_checks, iou, settings_from_config
     from geocert_connected2d.scenes import TASKS, draw_sparse_scribbles, task_image_mask
+    from geocert_connected2d.segment2d import settings_from_config
     from geocert_connected2d.teachers import grabcut_probs, random_walker_probs, teacher_probs
     from geocert_connected2d.train import predict_logits, teacher_features, train_segmenter
 
-    base = Segment2dConfig(seed=a.seed) if a.epochs is None else Segment2dConfig(seed=a.seed, epochs=a.epochs)
+    train = TrainSettings() if a.epochs is None else TrainSettings(epochs=a.epochs)
+    base = Segment2dConfig(seed=a.seed, train=train)
     settings = settings_from_config(base)
 
     def geocert(img, scr, probs):

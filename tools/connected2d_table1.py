@@ -37,8 +37,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
+    from geocert_connected2d.checks import connectivity_checks, iou
     from geocert_connected2d.data import load_image, load_mask, load_scribbles, pixel_positions
-    from geocert_connected2d.run import connectivity_checks, iou
     from geocert_connected2d.scenes import default_task_dir
     from geocert_connected2d.train import TrainSettings, predict_logits, train_segmenter
 

@@ -43,44 +43,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import TrainSettings
 from .data import FOREGROUND, UNLABELLED, pixel_positions
 from .model import FICNN, ConnectedSegmenter, SquareFlow, TeacherMLP
 
 __all__ = ["TrainSettings", "TrainResult", "train_segmenter", "build_model", "teacher_features"]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """Everything training needs (the CLI config maps onto this). Paper values in brackets."""
-
-    use_flow: bool = True
-    use_teacher: bool = True
-    epochs: int = 300  # [300]
-    batch_size: int = 500  # [1500]
-    lr: float = 2e-3  # [1e-4]
-    lr_end: float | None = 1e-4  # exponential decay from lr to lr_end over all steps; None: constant [None]
-    random_points: int = 3000  # [1200]
-    round_after: int = 30  # [30]
-    soft_after: int = 200  # [200]
-    jitter: bool = True  # [False]
-    temperature: float = 10.0  # [1]
-    flow_layers: int = 6
-    flow_bins: int = 8
-    flow_conditioner: str = "bspline"
-    flow_size: int = 40
-    flow_min_bin: float = 0.02
-    flow_min_derivative: float = 0.02
-    ficnn_hidden: int = 64
-    ficnn_layers: int = 2  # hidden layers; 2 hidden + output = the paper's 3-layer FICNN
-    activation: str = "relu"  # [relu]
-    ficnn_quadratic: float = 1.0  # initial weight of a learned α|u|² term added to the FICNN (0: none) [0]
-    teacher_hidden: int = 130  # [130]
-    teacher_features: str = "rgbxy"
-    fixed_teacher_loss: str = "bce"  # with a fixed teacher: bce (soft targets) or mse against its probabilities
-    hard_fraction: float = 0.5  # with a fixed teacher: share of the random pixels drawn among the currently
-    # misclassified ones (model and teacher on opposite sides of 1/2, re-evaluated every hard_every epochs)
-    hard_every: int = 4
-    seed: int = 0
 
 
 @dataclasses.dataclass
@@ -113,19 +80,25 @@ def build_model(s: TrainSettings) -> ConnectedSegmenter:
 
 
 def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, *,
-                    teacher_probs: np.ndarray | None = None, progress: bool = False) -> TrainResult:
+                    teacher_probs: np.ndarray | None = None, progress: bool = False,
+                    device: torch.device | str = "cpu") -> TrainResult:
     """Train on ``image [H, W, 3]`` (float in [0, 1]) and ``scribbles [H, W]`` (1 fg, 0 bg, -1 none).
 
     ``teacher_probs [H, W]`` in [0, 1]: a fixed teacher (see the module docstring) used instead of the
-    jointly trained MLP (``s.use_teacher`` must then be true)."""
+    jointly trained MLP (``s.use_teacher`` must then be true). Trains on ``device`` (random draws come from a
+    CPU generator, so every device sees the same ones); the models are returned on the CPU."""
+    from geocert.pipeline.progress import Progress
+
+    dev = torch.device(device)
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     H, W = scribbles.shape
-    xy = torch.from_numpy(pixel_positions(H, W)).to(torch.float64)
-    lab = torch.from_numpy(scribbles.reshape(-1).astype(np.int64))
-    labelled = torch.nonzero(lab != UNLABELLED)[:, 0]
+    xy = torch.from_numpy(pixel_positions(H, W)).to(torch.float64).to(dev)
+    lab_cpu = torch.from_numpy(scribbles.reshape(-1).astype(np.int64))
+    labelled = torch.nonzero(lab_cpu != UNLABELLED)[:, 0]
+    lab = lab_cpu.to(dev)
     target = (lab == FOREGROUND).to(torch.float64)
-    model = build_model(s)
+    model = build_model(s).to(dev)
     teacher = None
     params = list(model.parameters())
     fixed = None
@@ -134,12 +107,12 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
             raise ValueError("teacher_probs given but use_teacher is false")
         if teacher_probs.shape != (H, W):
             raise ValueError(f"teacher_probs must be [H, W] = {(H, W)}, got {teacher_probs.shape}")
-        fixed = torch.from_numpy(np.clip(teacher_probs, 0.0, 1.0).reshape(-1)).to(torch.float64)
+        fixed = torch.from_numpy(np.clip(teacher_probs, 0.0, 1.0).reshape(-1)).to(torch.float64).to(dev)
     elif s.use_teacher:
-        feats = teacher_features(image, s.teacher_features)
-        teacher = TeacherMLP(feats.shape[1], s.teacher_hidden).to(torch.float64)
+        feats = teacher_features(image, s.teacher_features).to(dev)
+        teacher = TeacherMLP(feats.shape[1], s.teacher_hidden).to(torch.float64).to(dev)
         params += list(teacher.parameters())
-    cell = torch.tensor([1.0 / W, 1.0 / H], dtype=torch.float64)
+    cell = torch.tensor([1.0 / W, 1.0 / H], dtype=torch.float64, device=dev)
     opt = torch.optim.Adam(params, lr=s.lr)
     n_steps = s.epochs * -(-(len(labelled) + (s.random_points if s.use_teacher else 0)) // s.batch_size)
     sched = None
@@ -149,16 +122,12 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
     history: list[dict] = []
     steps = 0
     t0 = time.perf_counter()
-    epochs = range(s.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc="train", unit="epoch", leave=False)
-    for epoch in epochs:
+    bar = Progress(s.epochs, "segment2d: train", "epochs", disable=not progress)
+    for epoch in range(s.epochs):
         extra = torch.randint(0, H * W, (s.random_points,), generator=gen) if s.use_teacher else labelled[:0]
         if fixed is not None and s.hard_fraction > 0 and epoch > 0:
             if (epoch - 1) % s.hard_every == 0:
-                wrong = torch.nonzero((predict_logits(model, xy) >= 0) != (fixed >= 0.5))[:, 0]
+                wrong = torch.nonzero((predict_logits(model, xy) >= 0) != (fixed >= 0.5))[:, 0].cpu()
             n_hard = min(int(s.hard_fraction * s.random_points), 4 * len(wrong))
             if n_hard > 0:
                 pick = wrong[torch.randint(0, len(wrong), (n_hard,), generator=gen)]
@@ -171,7 +140,7 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
             lab_b = lab[b] != UNLABELLED
             pos = xy[b]
             if s.jitter:  # a uniform point of the pixel's cell, labelled like the pixel
-                pos = pos + (torch.rand(pos.shape, generator=gen, dtype=pos.dtype) - 0.5) * cell
+                pos = pos + (torch.rand(pos.shape, generator=gen, dtype=pos.dtype).to(dev) - 0.5) * cell
             logit = model(pos)
             loss = logit.new_zeros(())
             if lab_b.any():
@@ -199,8 +168,12 @@ def train_segmenter(image: np.ndarray, scribbles: np.ndarray, s: TrainSettings, 
             total += float(loss.detach()) * len(b)
             count += len(b)
         history.append({"epoch": epoch, "loss": total / max(count, 1)})
-        if progress:
-            epochs.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+        bar.set_postfix_str(f"loss={history[-1]['loss']:.4f}")
+        bar.update(1)
+    bar.close()
+    model.cpu()
+    if teacher is not None:
+        teacher.cpu()
     return TrainResult(model, teacher, history, time.perf_counter() - t0, steps)
 
 

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from geocert_connected2d.checks import connectivity_checks, model_checks
 from geocert_connected2d.data import load_scribbles
 from geocert_connected2d.model import FICNN, BSplineConditioner, ConnectedSegmenter, SquareFlow
-from geocert_connected2d.run import connectivity_checks, model_checks
 from geocert_connected2d.scenes import make_task
 from geocert_connected2d.spline import (
     rq_spline_forward,
@@ -203,7 +203,7 @@ def test_segment2d_command_outputs(task, tmp_path):
     assert abs((mask > 0).mean() - m["foreground_fraction"]) < 1e-12
     assert iio.imread(out / "overlay.png").shape == (96, 120, 3)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["epochs"] == 20 and cfg["plugin"] == "connected2d"
+    assert cfg["config"]["train"]["epochs"] == 20 and cfg["plugin"] == "connected2d"  # nested settings
     assert not list(out.glob("*.tmp"))
 
 

@@ -1,4 +1,4 @@
-"""Implementation of ``geocert segment2d``: load, train, predict, check the guarantees, write outputs.
+"""The guarantee's checks of ``geocert segment2d``: connectivity of the mask and the model's own properties.
 
 The predicted foreground is {x ∈ [0,1]² : h(g(x)) ≤ 0} (h = the FICNN score times the temperature, g = the
 square flow; with ``--model ficnn`` g is the identity); the mask marks the pixels whose centre lies in it.
@@ -20,18 +20,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from geocert.errors import ParameterError
-from geocert.io import write_config, write_image, write_json
-from geocert.validate import check_positive_int
-
-from .config import PLUGIN_NAME, PLUGIN_VERSION
-from .data import load_image, load_mask, load_scribbles, pixel_positions
+from .data import pixel_positions
 from .model import ConnectedSegmenter
-from .scenes import default_task_dir, scribbles_to_rgb
-from .teachers import teacher_probs
-from .train import TrainSettings, predict_logits, teacher_features, train_segmenter
+from .train import predict_logits
 
-__all__ = ["run_segment2d", "settings_from_config", "connectivity_checks", "model_checks", "iou"]
+__all__ = ["connectivity_checks", "model_checks", "iou", "components"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -42,23 +35,9 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float((pred & gt).sum() / union) if union else 1.0
 
 
-def settings_from_config(cfg) -> TrainSettings:
-    check_positive_int(cfg.epochs, "epochs")
-    check_positive_int(cfg.batch_size, "batch-size")
-    check_positive_int(cfg.check_grid, "check-grid")
-    if cfg.random_points < 0:
-        raise ParameterError(f"random-points must be >= 0, got {cfg.random_points}")
-    for name, v in (("lr", cfg.lr), ("temperature", cfg.temperature)):
-        if not (np.isfinite(v) and v > 0):
-            raise ParameterError(f"{name} must be a positive number, got {v!r}")
-    if not (np.isfinite(cfg.quadratic) and cfg.quadratic >= 0):
-        raise ParameterError(f"quadratic must be >= 0, got {cfg.quadratic!r}")
-    if cfg.lr_end is not None and not (np.isfinite(cfg.lr_end) and cfg.lr_end > 0):
-        raise ParameterError(f"lr-end must be a positive number or None, got {cfg.lr_end!r}")
-    return TrainSettings(use_flow=cfg.model == "flow-ficnn", use_teacher=cfg.teacher, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, random_points=cfg.random_points, lr=cfg.lr,
-                         lr_end=cfg.lr_end, temperature=cfg.temperature, jitter=cfg.jitter,
-                         ficnn_quadratic=cfg.quadratic, seed=cfg.seed)
+def components(mask: np.ndarray) -> int:
+    """8-connected components of a boolean mask."""
+    return int(ndimage.label(mask, _EIGHT)[1])
 
 
 def _grid(H: int, W: int, f: int) -> torch.Tensor:
@@ -183,77 +162,3 @@ def model_checks(model: ConnectedSegmenter, H: int, W: int, *, seed: int = 0, pa
                     "flow_grid_outside_square": float((z - z.clamp(0.0, 1.0)).abs().max()),
                     "flow_boundary_max_dist": float(dist_to_edge.abs().max())})
     return out
-
-
-def run_segment2d(cfg) -> dict:
-    s = settings_from_config(cfg)
-    torch.set_num_threads(check_positive_int(cfg.threads, "threads"))
-    image_p, scr_p, gt_p = cfg.image, cfg.scribbles, cfg.gt
-    if image_p is None:
-        if scr_p is not None:
-            raise ParameterError("--scribbles given without IMAGE (give both, or neither for a generated task)")
-        d = default_task_dir(cfg.task, style=cfg.scribble_style)
-        image_p, scr_p, gt_p = d / "image.png", d / "scribbles.png", gt_p or d / "mask.png"
-    elif scr_p is None:
-        raise ParameterError(f"{image_p}: --scribbles is required when IMAGE is given")
-    elif cfg.scribble_style != "dense":
-        raise ParameterError("--scribble-style applies to generated tasks only (IMAGE comes with its --scribbles)")
-    img = load_image(image_p)
-    H, W = img.shape[:2]
-    scr = load_scribbles(scr_p, (H, W))
-    gt = load_mask(gt_p, (H, W)) if gt_p is not None else None
-
-    fixed = None
-    if cfg.teacher and cfg.teacher_model != "mlp":
-        fixed = teacher_probs(cfg.teacher_model, img, scr, seed=cfg.seed)
-    r = train_segmenter(img, scr, s, teacher_probs=fixed, progress=cfg.progress)
-    xy = torch.from_numpy(pixel_positions(H, W))
-    centres = (predict_logits(r.model, xy) >= 0).numpy().reshape(H, W)  # logit = -h(g(x)) ≥ 0 ⇔ h(g(x)) ≤ 0
-    conn, mask = connectivity_checks(r.model, centres, fine=cfg.check_grid)
-    metrics: dict = {
-        "image": str(image_p), "scribbles": str(scr_p), "gt": None if gt_p is None else str(gt_p),
-        "height": H, "width": W, "model": cfg.model, "teacher": cfg.teacher,
-        "teacher_model": cfg.teacher_model if cfg.teacher else None,
-        "foreground_definition": "x with h(g(x)) <= 0, i.e. N(g(x)) <= 1/2 with N = sigmoid(h)",
-        "mask_definition": "mask.png: pixels whose centre is foreground, plus the pixels crossed by the "
-                           "certified joining paths (joining_paths); mask_centres.png: centres only",
-        "scribbled_pixels": {"foreground": int((scr == 1).sum()), "background": int((scr == 0).sum())},
-        "train_s": r.train_s, "train_steps": r.steps, "final_loss": r.history[-1]["loss"],
-        "foreground_fraction": float(mask.mean()),
-    }
-    if gt is not None:
-        metrics["iou_class"] = "foreground (red scribbles; --gt pixels > 127)"
-        metrics["iou_foreground"] = iou(mask, gt)
-        metrics["iou_foreground_centres"] = iou(centres, gt)
-        metrics["iou_background"] = iou(~mask, ~gt)
-    if r.teacher is not None or fixed is not None:
-        if fixed is not None:
-            t_mask = fixed >= 0.5
-        else:
-            t_mask = (predict_logits(r.teacher, teacher_features(img, s.teacher_features)) >= 0).numpy()
-            t_mask = t_mask.reshape(H, W)
-        metrics["teacher_components_8conn"] = int(ndimage.label(t_mask, _EIGHT)[1])
-        if gt is not None:
-            metrics["teacher_iou_foreground"] = iou(t_mask, gt)
-    metrics.update(conn)
-    metrics.update(model_checks(r.model, H, W, seed=cfg.seed))
-
-    out = cfg.output
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, cfg, plugin=PLUGIN_NAME, plugin_version=PLUGIN_VERSION, seed=cfg.seed)
-    write_image(out / "mask.png", (mask * 255).astype(np.uint8))
-    write_image(out / "mask_centres.png", (centres * 255).astype(np.uint8))
-    over = img.copy()
-    over[mask] = 0.45 * over[mask] + 0.55 * np.array([1.0, 0.1, 0.1])
-    edge = mask & ~ndimage.binary_erosion(mask)
-    over[edge] = (1.0, 1.0, 0.0)
-    write_image(out / "overlay.png", (over * 255.0 + 0.5).astype(np.uint8))
-    over_s = img.copy()  # the scribbles as drawn (red / blue) and the mask's outline (yellow)
-    over_s[edge] = (1.0, 1.0, 0.0)
-    over_s[scr >= 0] = scribbles_to_rgb(scr)[scr >= 0] / 255.0
-    write_image(out / "overlay_scribbles.png", (over_s * 255.0 + 0.5).astype(np.uint8))
-    write_json(out / "metrics.json", metrics)
-    summary = {k: metrics[k] for k in ("iou_foreground", "components_8conn_joined_mask", "components_8conn",
-                                       f"components_fine{cfg.check_grid}x_8conn", "train_s") if k in metrics}
-    print(f"segment2d: {summary} -> {out}")
-    return metrics
