@@ -641,3 +641,18 @@ def test_spatial_prior_checkpoint_roundtrip_and_fusion(tmp_path):
     old["state_dict"] = {k: v for k, v in old["state_dict"].items() if not k.startswith("prior.")}
     torch.save(old, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt")[0].prior is None
+
+
+def test_certify_pc_refuses_a_category_the_model_never_saw(tiny_dataset, trained, tmp_path, capsys):
+    unseen = next(c for c in CATEGORY_PARTS if c not in TINY_CATEGORIES)
+    pts, _, _ = make_shape("Mug", np.random.default_rng(7), 200)
+    cloud = tmp_path / "cloud.npy"
+    np.save(cloud, pts)
+    out = tmp_path / "unseen"
+    rc = cli(["certify-pc", str(cloud), "--checkpoint", str(trained / "model.pt"), "--category", unseen,
+              "--output", str(out), "--num-points", "100", "--n0", "4", "--n", "40", "--tau", "0.55",
+              "--alpha", "0.1"])
+    assert rc == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "warning" not in ln]
+    assert len(err) == 1 and f"was not trained on {unseen}" in err[0]
+    assert not out.exists()
