@@ -313,3 +313,10 @@ def test_certify_curve_matches_per_item_loops():
         assert c["certified_fraction"] == pytest.approx(cert / labelled)
         assert c["certified_accuracy"] == pytest.approx(ok / labelled)
         assert c["radius"] == pytest.approx(certified_radius(0.5, c["tau"]))
+
+
+def test_refusal_names_the_flag_as_the_user_spells_it(tmp_path):
+    out = tmp_path / "out"
+    open_run(_Cfg(out), resumable=True, result_key={"n": 1}).write_json("r.json", {})
+    with pytest.raises(ParameterError, match="pass --train.overwrite or choose another --output"):
+        open_run(_Cfg(out), resumable=True, result_key={"n": 2}, overwrite_flag="--train.overwrite")

@@ -283,6 +283,7 @@ def open_run(
     overwrite: bool = False,
     plugin: Any = None,
     command: str | None = None,
+    overwrite_flag: str = "--overwrite",
     **extra: Any,
 ) -> Run:
     """Open the output folder of a command (after its inputs are validated, before its work starts).
@@ -298,6 +299,8 @@ def open_run(
         result_key: what identifies the results of a resumable run; a folder holding results of another key
             is refused unless ``overwrite`` (which empties it).
         plugin / command: identity for ``config.json`` (default: looked up in the registry by config type).
+        overwrite_flag: how the user spells --overwrite for this run (e.g. ``--train.overwrite`` for a nested
+            training), for the refusal message.
         extra: more facts for ``config.json``.
     """
     from geocert.io import read_json, to_plain
@@ -329,7 +332,7 @@ def open_run(
                 new_key = key if isinstance(key, dict) else {}
                 diff = sorted(k for k in set(old_key) | set(new_key) if old_key.get(k) != new_key.get(k))
                 raise ParameterError(f"--output {out}: holds results of a different run (differs in: "
-                                     f"{', '.join(diff) or 'format'}); pass --overwrite or choose another --output")
+                                     f"{', '.join(diff) or 'format'}); pass {overwrite_flag} or choose another --output")
         run_dir: Path | None = out
     else:
         run_dir = None  # staged: created on the first write

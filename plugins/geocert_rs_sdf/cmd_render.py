@@ -87,7 +87,7 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     trained = None
     if cfg.checkpoint is None:
         tcfg = dataclasses.replace(cfg.train, output=run_.output / "model")
-        trained = train(tcfg, announce=f"render: no --checkpoint; training on "
+        trained = train(tcfg, flag_prefix="--train.", announce=f"render: no --checkpoint; training on "
                         f"{'the bundled default scene' if tcfg.data is None else tcfg.data} into {tcfg.output}")
         ckpt = Path(tcfg.output) / "checkpoint.pt"
         run_.update_extra(model=str(tcfg.output))

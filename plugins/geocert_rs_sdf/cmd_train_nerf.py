@@ -117,10 +117,11 @@ def _write_log(path: Path, records: list[dict]) -> None:
             fh.write(json.dumps(to_plain(rec), allow_nan=False) + "\n")
 
 
-def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None = None) -> dict[str, Any]:
+def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None = None,
+          flag_prefix: str = "") -> dict[str, Any]:
     """Validate, open OUTPUT (resumable), load the scene, fit (resuming OUTPUT/checkpoint.pt when allowed),
     evaluate and finish. ``announce`` is printed once the scene is loaded (before the training). Returns the
-    metrics."""
+    metrics. ``flag_prefix`` is how the user reaches these options (``--train.`` inside ``geocert render``)."""
     import torch
 
     from geocert.io import read_json, read_jsonl
@@ -139,7 +140,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     if announce:
         _say(announce)
     fs, st = cfg.field, cfg.fit
-    run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene), scene=str(scene))
+    run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene), scene=str(scene),
+                   overwrite_flag=f"--{flag_prefix.lstrip('-')}overwrite")
     device = run.device
     ckpt = run.output / "checkpoint.pt"
     start, opt_state, loop_state = 0, None, None
@@ -148,12 +150,12 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     if not cfg.overwrite and ckpt.is_file():
         field, fs_old, st_old, data = load_checkpoint(ckpt)
         if fs_old != fs or field.bound != train_split.bound or dataclasses.replace(st_old, steps=st.steps) != st:
-            raise ParameterError(f"{ckpt}: was trained with other settings; pass --overwrite to start over "
+            raise ParameterError(f"{ckpt}: was trained with other settings; pass --{flag_prefix.lstrip('-')}overwrite to start over "
                                  f"or another --output")
         done = int(data["step"])
         if done > st.steps:
             raise ParameterError(f"{ckpt}: already trained for {done} steps, more than --steps {st.steps}; pass "
-                                 "--overwrite to start over or another --output")
+                                 f"--{flag_prefix.lstrip('-')}overwrite to start over or another --output")
         start, opt_state, loop_state = done, data.get("optimizer"), data.get("loop_state")
         extra = data.get("extra", {})
         before = {k: extra.get(k, v) for k, v in before.items()}
