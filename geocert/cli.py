@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         runs = abort_active()
-        if any(r.resumable and r._config_written for r in runs):
+        if any(r.resumable and r.has_written for r in runs):
             msg = " (finished results are kept; rerun to resume)"
         elif runs:
             msg = " (nothing was written)"

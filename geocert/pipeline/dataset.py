@@ -347,7 +347,7 @@ def summarize_items(settings: CertifySettings, records: Sequence[dict], arrays: 
     (target ≥ 0) only; an abstention counts as wrong."""
     import torch
 
-    from geocert.certify import certify_curve, certified_radius
+    from geocert.certify import certified_radius, certify_curve
     from geocert.metrics import certified_accuracy_curve, segmentation_metrics
 
     scale = settings.radius_scale

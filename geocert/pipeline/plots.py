@@ -68,7 +68,7 @@ def plot_kfwer(metrics: dict, *, what: str):
     ax.plot(ks, [p["certified_fraction"] for p in pts], "o-", label="certified")
     ax.plot(ks, [p["certified_accuracy"] for p in pts], "x--", label="certified accuracy")
     ax.set_xscale("log")
-    ax.set_xlabel(f"k (up to k−1 false certificates per item allowed with probability ≥ 1−α)")
+    ax.set_xlabel("k (up to k−1 false certificates per item allowed with probability ≥ 1−α)")
     ax.set_ylabel(f"fraction of {what}s")
     ax.set_title(f"k-FWER control (Holm, τ={metrics['tau']:g}, α={metrics['alpha']:g}, n={metrics['n']})")
     ax.grid(alpha=0.3)

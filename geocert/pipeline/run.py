@@ -194,6 +194,11 @@ class Run:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._write_config()
 
+    @property
+    def has_written(self) -> bool:
+        """Whether anything was written yet (``config.json`` comes with the first file)."""
+        return self._config_written
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 

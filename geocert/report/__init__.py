@@ -12,21 +12,8 @@ A plugin adds sections through ``Plugin(report="my_plugin.report:sections")``: a
 shown as a "could not render: reason" note (and a warning on stderr); the page is still written.
 """
 
-from geocert.report._blocks import (
-    details,
-    escape,
-    format_value,
-    heat_image,
-    image,
-    image_data_uri,
-    note,
-    plot,
-    png_bytes,
-    rounded,
-    slider,
-    table,
-    video,
-)
+from geocert.report import _blocks
+from geocert.report._blocks import *  # noqa: F403  (the page-building helpers)
 from geocert.report._certify import certification_plots
 from geocert.report._core import (
     MAX_PAGE_BYTES,
@@ -49,17 +36,5 @@ __all__ = [
     "certification_plots",
     "REPORT_NAME",
     "MAX_PAGE_BYTES",
-    "escape",
-    "image",
-    "image_data_uri",
-    "png_bytes",
-    "video",
-    "table",
-    "slider",
-    "plot",
-    "details",
-    "note",
-    "rounded",
-    "format_value",
-    "heat_image",
+    *_blocks.__all__,
 ]

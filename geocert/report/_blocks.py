@@ -29,6 +29,7 @@ __all__ = [
     "format_value",
     "png_bytes",
     "heat_image",
+    "loss_curve",
 ]
 
 _ids = itertools.count()
@@ -287,3 +288,10 @@ def heat_image(values: Any, vmax: float, *, cmap: str = "viridis", label: str = 
     bar = (f'<span class="gc-caption">0 <span class="gc-colorbar" style="background:linear-gradient(90deg, {grad})">'
            f"</span> {vmax:.4g}{' ' + escape(label) if label else ''}</span>")
     return img, bar
+
+
+def loss_curve(losses: Sequence[float], *, height: int = 320) -> str:
+    """An interactive plot of a training loss per epoch (epochs counted from 1)."""
+    return plot([{"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(losses) + 1)),
+                  "y": list(losses), "name": "loss"}],
+                {"xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}}}, height=height)

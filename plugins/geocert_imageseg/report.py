@@ -19,6 +19,7 @@ from geocert.report import (
     guarantee_sentence,
     heat_image,
     image,
+    loss_curve,
     note,
     plot,
     slider,
@@ -269,10 +270,7 @@ def _train_sections(run: Run) -> list[Section]:
     out = []
     loss = m.get("loss_history")
     if isinstance(loss, list) and loss:
-        out.append(Section("Training", plot(
-            [{"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(loss) + 1)), "y": loss,
-              "name": "loss"}],
-            {"xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}}}, height=320)))
+        out.append(Section("Training", loss_curve(loss)))
     rows = []
     for key in ("test_clean", "test_noisy"):
         v = m.get(key)

@@ -48,6 +48,8 @@ class PointCloudTask(DatasetTask):
     what: str = "point"
     label: str = "certify-pc"
     save_ply: bool = True
+    normals_used: bool = False
+    """Whether the model takes the unperturbed normals (known once it is loaded)."""
     _shapes: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict:
@@ -150,8 +152,6 @@ class PointCloudTask(DatasetTask):
                 "certified_miou": float(np.mean([r["certified_miou"] for _, r in sel])),
             }
         metrics["per_category"] = per_cat
-
-    normals_used: bool = False
 
 
 def _settings(cfg) -> CertifySettings:

@@ -12,14 +12,12 @@ __all__ = ["default_checkpoint"]
 
 def default_checkpoint() -> Path:
     from geocert.pipeline import cache_root
-    from geocert_pointcloud import train
     from geocert_pointcloud.config import TrainPcConfig
     from geocert_pointcloud.scenes import _DATASET_VERSION
+    from geocert_pointcloud.train import DEFAULT_MODEL_VERSION  # bumped when train-pc's defaults change
     from geocert_pointcloud.train_pc import run
 
-    version = getattr(train, "DEFAULT_MODEL_VERSION", 1)  # bumped when train-pc's defaults change
-    suffix = "" if version == 1 else f"_m{version}"
-    target = cache_root("pointcloud", "models", f"default_procedural_v{_DATASET_VERSION}{suffix}.pt")
+    target = cache_root("pointcloud", "models", f"default_procedural_v{_DATASET_VERSION}_m{DEFAULT_MODEL_VERSION}.pt")
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

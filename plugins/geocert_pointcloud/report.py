@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from geocert.report import Run, Section, certification_plots, guarantee_sentence, note, plot, rounded, table
+from geocert.report import (
+    Run,
+    Section,
+    certification_plots,
+    guarantee_sentence,
+    loss_curve,
+    note,
+    plot,
+    rounded,
+    table,
+)
 
 __all__ = ["sections", "MAX_CLOUDS", "MAX_POINTS"]
 
@@ -135,10 +145,7 @@ def _train_sections(run: Run) -> list[Section]:
     out = []
     loss = m.get("loss_per_epoch")
     if isinstance(loss, list) and loss:
-        out.append(Section("Training", plot(
-            [{"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(loss) + 1)), "y": loss,
-              "name": "loss"}],
-            {"xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}}}, height=320)))
+        out.append(Section("Training", loss_curve(loss)))
     test = m.get("test")
     if isinstance(test, dict):
         rows = [[k, v.get("accuracy"), v.get("instance_miou"), v.get("class_miou")]
