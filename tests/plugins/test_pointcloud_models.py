@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from geocert_pointcloud.data import CATEGORY_PARTS, NUM_PARTS
 from scipy.stats import norm
 
 from geocert.cli import main as cli
-from geocert_pointcloud.data import CATEGORY_PARTS, NUM_PARTS
 
 KNIFE = CATEGORY_PARTS["Knife"]  # (22, 23)
 SIGMA = 0.25
