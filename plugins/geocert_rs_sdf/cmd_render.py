@@ -69,14 +69,14 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
 
     from geocert.io import write_ply
     from geocert.pipeline.run import open_run
-    from geocert_rs_sdf.cmd_train_nerf import train
+    from geocert_rs_sdf.cmd_train_nerf import object_metrics, train
     from geocert_rs_sdf.cmd_train_nerf import validate as validate_train
-    from geocert_rs_sdf.data import load_split
+    from geocert_rs_sdf.data import Cameras, load_split, scene_format
     from geocert_rs_sdf.export import depth_image, extract_mesh, field_sdf_slice
     from geocert_rs_sdf.figures import SLICE_CONVENTION, sdf_slice_figure
     from geocert_rs_sdf.mesh_io import load_mesh
     from geocert_rs_sdf.metrics import evaluate_views, mesh_chamfer
-    from geocert_rs_sdf.render import orbit_poses, render_views
+    from geocert_rs_sdf.render import orbit_poses, render_views, scene_up
     from geocert_rs_sdf.train import load_checkpoint
 
     validate(cfg)
@@ -99,9 +99,13 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     field, fs, _, data = load_checkpoint(ckpt)
     field = field.to(run_.device).eval()
     scene = Path(cfg.data) if cfg.data is not None else Path(data.get("extra", {}).get("scene", ""))
-    if not (scene / "transforms_test.json").is_file():
+    if cfg.data is None and not scene.exists():
+        raise InputError(f"{scene}: the checkpoint's scene folder is not there (pass --data SCENE)")
+    fmt, _ = scene_format(scene)
+    if fmt == "nerf-synthetic" and not (scene / "transforms_test.json").is_file():
         raise InputError(f"{scene / 'transforms_test.json'}: file not found (pass --data SCENE)")
-    test = load_split(scene, "test", max_views=cfg.test_views or None)
+    test = load_split(scene, "test", max_views=cfg.test_views or None, white_bg=fs.background != "black",
+                      downscale=int(data.get("extra", {}).get("downscale", 1)))
     run_.update_extra(checkpoint=str(ckpt), scene=str(scene))
 
     t0 = time.perf_counter()
@@ -109,13 +113,15 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     test_s = time.perf_counter() - t0
     for f, o in zip(test.files, ev["renders"], strict=True):
         run_.save_image(f"test/{f.stem}.png", o["rgb"])
-    # orbit
+    # orbit: a centred pinhole with the test cameras' mean focal length, around the scene's up axis
     width = cfg.width or test.width
-    focal = test.focal * width / test.width
+    height = max(2, round(test.height * width / test.width))
+    orbit_cam = Cameras.pinhole(test.cameras.focal * width / test.width, height, width)
     radius = float(test.c2w[:, :3, 3].norm(dim=-1).mean())
     t0 = time.perf_counter()
-    orbit = render_views(field, fs.samples, fs.color_samples, orbit_poses(cfg.orbit_frames, radius, cfg.orbit_elevation),
-                         width, width, focal, desc="orbit")
+    orbit = render_views(field, fs.samples, fs.color_samples,
+                         orbit_poses(cfg.orbit_frames, radius, cfg.orbit_elevation, up=scene_up(test.c2w)),
+                         height, width, orbit_cam, desc="orbit")
     orbit_s = time.perf_counter() - t0
     frames = [o["rgb"].numpy() for o in orbit]
     for k, f in enumerate(frames):
@@ -136,13 +142,18 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
         mesh_info = {"file": "mesh.ply", "vertices": len(verts), "faces": len(faces), "resolution": cfg.mesh_res}
         if test.mesh is not None:
             gt = load_mesh(test.mesh)
-            chamfer = {**mesh_chamfer(verts, faces, gt.vertices, gt.faces, cfg.chamfer_points, cfg.seed),
+            gt_vertices = gt.vertices - np.asarray(test.center)  # into the box's frame (centred on the origin)
+            chamfer = {**mesh_chamfer(verts, faces, gt_vertices, gt.faces, cfg.chamfer_points, cfg.seed),
                        "points_per_mesh": cfg.chamfer_points, "gt_mesh": str(test.mesh),
                        "scale": f"scene units (the scene box is [-bound, bound]^3, bound = {field.bound})",
                        "definition": "L1 = (mean d(pred->gt) + mean d(gt->pred)) / 2, L2 = same with d^2"}
-    rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * width
-    metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density,
-               "test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "test_views": len(ev["per_view"]),
+    rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * height
+    orbit_opacity = torch.stack([o["opacity"] for o in orbit])
+    metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density, "background": fs.background,
+               "test_psnr": ev["psnr"], **object_metrics(ev["renders"], test), "test_ssim": ev["ssim"],
+               "test_views": len(ev["per_view"]),
+               "orbit_opacity": {"mean": round(float(orbit_opacity.mean()), 5),
+                                 "share_of_pixels_above_0.5": round(float((orbit_opacity > 0.5).float().mean()), 5)},
                "per_view": ev["per_view"], "orbit_frames": cfg.orbit_frames, "videos": videos,
                "render_rays_per_second": round(rays / max(test_s + orbit_s, 1e-9), 1),
                "mesh": mesh_info, "chamfer": chamfer,
@@ -152,6 +163,8 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
                "total_seconds": round(time.perf_counter() - t_start, 2)}
     out = run_.finish(metrics)
     cd_txt = f", Chamfer L1 {chamfer['l1']:.4f} (scene units)" if chamfer else ""
+    if "test_psnr_object" in metrics:
+        cd_txt = f", object pixels {metrics['test_psnr_object']:.2f} dB" + cd_txt
     print(f"test-view PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f} over {len(ev['per_view'])} views{cd_txt}"
           f" -> {out}", flush=True)
     return metrics

@@ -20,7 +20,7 @@ from typing import Any
 from geocert.errors import InputError, ParameterError
 from geocert_rs_sdf.config import TrainNerfConfig
 
-__all__ = ["run", "train", "validate", "result_key", "scene_dir", "check_counts"]
+__all__ = ["run", "train", "validate", "result_key", "scene_dir", "check_counts", "object_metrics", "load_splits"]
 
 
 def _say(msg: str) -> None:
@@ -52,8 +52,10 @@ def validate(cfg: TrainNerfConfig) -> None:
                         ("color-samples", fs.color_samples), ("hash-levels", fs.hash_levels),
                         ("hash-max-res", fs.hash_max_res), ("hidden", fs.hidden),
                         ("checkpoint-every", cfg.checkpoint_every), ("scene-width", cfg.scene_width),
-                        ("scene-views", cfg.scene_views)):
+                        ("scene-views", cfg.scene_views), ("downscale", cfg.downscale)):
         check_positive_int(value, f"--{name}")
+    if cfg.downscale > 64:
+        raise ParameterError(f"--downscale must be in [1, 64], got {cfg.downscale}")
     if not 16 <= cfg.scene_width <= 800:
         raise ParameterError(f"--scene-width must be in [16, 800], got {cfg.scene_width}")
     if fs.grid_res < 4:
@@ -92,18 +94,45 @@ def result_key(cfg: TrainNerfConfig, scene: Path) -> dict[str, Any]:
     training views used."""
     fit = dataclasses.asdict(cfg.fit)
     fit.pop("steps")
-    return {"field": dataclasses.asdict(cfg.field), "fit": fit, "scene": str(scene), "max_views": cfg.max_views}
+    key = {"field": dataclasses.asdict(cfg.field), "fit": fit, "scene": str(scene), "max_views": cfg.max_views}
+    if cfg.downscale != 1:
+        key["downscale"] = cfg.downscale
+    return key
 
 
-def _load_splits(scene: Path, max_train: int, max_test: int):
+def load_splits(scene: Path, max_train: int, max_test: int, *, background: str = "auto", downscale: int = 1):
+    """The training and test splits of ``scene`` (RGBA composited on black for ``--background black``, on
+    white otherwise), both ``downscale``-d; InputError when their image sizes differ."""
     from geocert_rs_sdf.data import load_split
 
-    train = load_split(scene, "train", max_views=max_train or None)
-    test = load_split(scene, "test", max_views=max_test or None)
+    white = background != "black"
+    train = load_split(scene, "train", max_views=max_train or None, white_bg=white, downscale=downscale)
+    test = load_split(scene, "test", max_views=max_test or None, white_bg=white, downscale=downscale)
     if (test.height, test.width) != (train.height, train.width):
         raise InputError(f"{test.files[0]}: image size {test.width}x{test.height} differs from the training "
                          f"images {train.width}x{train.height}")
     return train, test
+
+
+def object_metrics(renders: list[dict], split) -> dict[str, Any]:
+    """PSNR over the object's pixels (alpha or mask > ½) of all views, and the mean rendered opacity of the
+    pixels that show no object (a floater measure: 0 when nothing is rendered where the object is not);
+    empty when the split has neither alpha nor masks."""
+    import torch
+
+    if split.alpha is None:
+        return {}
+    obj = split.alpha > 0.5
+    sq = torch.stack([((o["rgb"].clamp(0, 1) - gt) ** 2).mean(-1) for o, gt in zip(renders, split.images, strict=True)])
+    opacity = torch.stack([o["opacity"] for o in renders])
+    out: dict[str, Any] = {"object_pixels": int(obj.sum())}
+    if obj.any():
+        out["test_psnr_object"] = round(-10 * math.log10(max(float(sq[obj].mean()), 1e-12)), 3)
+    if (~obj).any():
+        out["test_psnr_background"] = round(-10 * math.log10(max(float(sq[~obj].mean()), 1e-12)), 3)
+        out["background_opacity_mean"] = round(float(opacity[~obj].mean()), 5)
+        out["background_opacity_p99"] = round(float(torch.quantile(opacity[~obj].float()[:1_000_000], 0.99)), 5)
+    return out
 
 
 def _write_log(path: Path, records: list[dict]) -> None:
@@ -136,10 +165,13 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
         from geocert_rs_sdf.scenes import SceneSpec, ensure_default_scene
 
         ensure_default_scene(SceneSpec(width=cfg.scene_width, n_train=cfg.scene_views))
-    train_split, test = _load_splits(scene, cfg.max_views, cfg.eval_views)
+    train_split, test = load_splits(scene, cfg.max_views, cfg.eval_views, background=cfg.field.background,
+                                    downscale=cfg.downscale)
     if announce:
         _say(announce)
-    fs, st = cfg.field, cfg.fit
+    from geocert_rs_sdf.train import background_radius, resolve_background
+
+    fs, st = resolve_background(cfg.field, train_split), cfg.fit
     run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene), scene=str(scene),
                    overwrite_flag=f"--{flag_prefix.lstrip('-')}overwrite")
     device = run.device
@@ -149,7 +181,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     log_records: list[dict] = []
     if not cfg.overwrite and ckpt.is_file():
         field, fs_old, st_old, data = load_checkpoint(ckpt)
-        if fs_old != fs or field.bound != train_split.bound or dataclasses.replace(st_old, steps=st.steps) != st:
+        if fs_old != fs or field.bound != train_split.bound or dataclasses.replace(st_old, steps=st.steps) != st \
+                or (field.near, field.far) != (train_split.near, train_split.far):
             raise ParameterError(f"{ckpt}: was trained with other settings; pass --{flag_prefix.lstrip('-')}overwrite to start over "
                                  f"or another --output")
         done = int(data["step"])
@@ -171,7 +204,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
         _say(f"train-nerf: resuming {ckpt} at step {start}/{st.steps}")
     else:
         field = build_field(fs, train_split.bound, generator=torch.Generator().manual_seed(st.seed),
-                            init_sharpness=fs.sharpness * st.sharpness_start)
+                            init_sharpness=fs.sharpness * st.sharpness_start, near=train_split.near,
+                            far=train_split.far, background_radius=background_radius(train_split))
     field = field.to(device)
     t0, c0 = time.perf_counter(), time.process_time()
 
@@ -181,8 +215,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
                 "steps_timed": before["steps_timed"] + step - start}
 
     def checkpoint(step: int, opt, state: dict) -> None:
-        save_checkpoint(run.path("checkpoint.pt"), field, fs, st, step, opt, {"scene": str(scene), **timing(step)},
-                        loop_state=state)
+        save_checkpoint(run.path("checkpoint.pt"), field, fs, st, step, opt,
+                        {"scene": str(scene), "downscale": cfg.downscale, **timing(step)}, loop_state=state)
         _write_log(run.path("train_log.jsonl"), log_records)
 
     res = fit(field, fs, st, train_split, log=lambda step, stats: log_records.append({"step": step, **stats}),
@@ -201,7 +235,10 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
                "train_seconds_this_run": round(timed["train_seconds"] - before["train_seconds"], 2),
                "seconds_per_step": round(timed["train_seconds"] / steps_timed, 4),
                "train_cpu_seconds": round(timed["train_cpu_seconds"], 2), "threads": torch.get_num_threads(),
-               "device": str(device), "last_step": res["last"], "test_psnr": ev["psnr"], "test_ssim": ev["ssim"],
+               "device": str(device), "last_step": res["last"], "background": fs.background,
+               "scene_box": {"center": list(train_split.center), "bound": train_split.bound,
+                             "near": train_split.near, "far": train_split.far},
+               "test_psnr": ev["psnr"], **object_metrics(ev["renders"], test), "test_ssim": ev["ssim"],
                "test_views": len(ev["per_view"]), "per_view": ev["per_view"],
                "checkpoint": str(run.output / "checkpoint.pt")}
     run.finish(metrics)

@@ -97,6 +97,11 @@ class FieldSettings:
     view_dependent: bool = False
     """Feed the view direction (spherical harmonics, degree 2) to the colour MLP. The bundled scene is
     Lambertian, so it is off by default."""
+    background: Literal["auto", "white", "black", "random", "learned"] = "auto"
+    """What rays see behind the scene box. white/black: a constant; random: a random colour per training
+    ray with the RGBA image composited on it (needs alpha or masks; rendered on white); learned: a small
+    MLP of where the ray leaves a sphere around the scene (sky, walls, far ground), so that a real
+    background does not become floaters in the box. auto: white for RGBA images, learned otherwise."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +117,13 @@ class FitSettings:
     grid_lr: float = 0.1
     """Adam learning rate of the occupancy grid (decayed ×0.1 over the run)."""
     foreground_fraction: float = 0.5
-    """Share of each step's rays drawn from the non-background (not white) training pixels; the rest are drawn
-    uniformly from all pixels, so the white background is still learned."""
+    """Share of each step's rays drawn from the object's training pixels (alpha or mask > ½); the rest are
+    drawn uniformly from all pixels, so the background is still learned. Scenes with neither alpha nor
+    masks draw all rays uniformly."""
     mask_weight: float = 1.0
-    """Weight of the opacity-vs-alpha loss (the scene's RGBA alpha as a silhouette mask; 0 = colour only).
-    Without it a haze in empty space that learns to be white costs nothing on a white background."""
+    """Weight of the opacity-vs-alpha loss (the images' alpha, or the frames' masks, as the object's
+    silhouette; 0 = colour only). Without it a haze in empty space that learns the background's colour costs
+    nothing."""
     sharpness_start: float = SHARPNESS_START
     """Start training at this multiple of the sharpness s, annealed geometrically to s at half the run (1 = no
     annealing)."""
@@ -132,9 +139,11 @@ class TrainNerfConfig:
     """Fit an RS-SDF NeRF (smoothed occupancy grid → SDF → density; hash-grid colour) to a NeRF-synthetic scene."""
 
     data: tyro.conf.Positional[Path | None] = None
-    """Scene folder in the NeRF-synthetic (Blender) format: transforms_{train,val,test}.json and RGBA PNGs
-    (white background, near 2, far 6). Default: the bundled procedural scene, generated into $GEOCERT_CACHE
-    (or ~/.cache/geocert) on first use."""
+    """Scene folder: NeRF-synthetic (transforms_{train,val,test}.json, RGBA PNGs) or nerfstudio / Instant-NGP
+    (transforms.json, PNG or JPG, PINHOLE or OPENCV cameras, optional masks); see docs/rs_sdf.md. Default:
+    the bundled procedural scene, generated into $GEOCERT_CACHE (or ~/.cache/geocert) on first use."""
+    downscale: int = 1
+    """Shrink the images N times (N×N pixel averages; the intrinsics follow)."""
     output: Path = Path("outputs/train-nerf")
     """Output folder: checkpoint.pt (resumable), metrics.json, train_log.jsonl, config.json."""
     field: Annotated[FieldSettings, _Flat] = FieldSettings()

@@ -7,7 +7,12 @@ each ray's ``color_samples`` samples of largest weight (a packed list; weights b
 dropped). In training, a no-grad pass finds the samples that can matter (visible: transmittance > 1e-4, and
 not empty) and only those are looked up again inside the autograd graph. The ray colour is ``opacity · c̄ + (1 − opacity) · background`` where c̄ is the weight-normalised
 colour of those samples, exact when they hold all of the ray's weight (a surface), and the opacity and
-depth come from all samples.
+depth come from all samples. The background is a constant or, per ray, the field's background model
+(:mod:`geocert_rs_sdf.background`).
+
+``render_image`` / ``render_views`` render whole views through the scene's cameras
+(:class:`~geocert_rs_sdf.data.Cameras`: per-view intrinsics and distortion), on the ray segment and with the
+background model that travel with the field (``field.near``, ``field.far``, ``field.background_model``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import math
 
 import torch
 
-__all__ = ["ray_box", "render_rays", "composite", "render_image", "render_views", "orbit_poses"]
+__all__ = ["ray_box", "render_rays", "composite", "render_image", "render_views", "orbit_poses", "scene_up"]
 # composite_reference and render_rays_dense are the slow twins of the tests and the benchmark
 
 
@@ -87,7 +92,7 @@ def _masked_density(field, state, pts, mask, base=None):
 
 def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, *, near: float,
                 far: float, n_samples: int = 192, color_samples: int = 12, skip_grid: torch.Tensor | None = None,
-                min_weight: float = 1e-4, background: float = 1.0, perturb: bool = False,
+                min_weight: float = 1e-4, background: float | torch.Tensor = 1.0, perturb: bool = False,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Render rays ``[R, 3]`` (unit directions) through ``field`` (a :class:`RadianceField`).
 
@@ -98,7 +103,7 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
         color_samples: K, colour queries per ray (the K largest weights).
         skip_grid: ``[X, X, X]`` bool occupancy bitfield; samples in False voxels get zero density.
         min_weight: samples of smaller weight get no colour query.
-        background: colour behind the scene (1 = white).
+        background: colour behind the scene (1 = white), a number or ``[R, 3]`` per ray.
         perturb: jitter the samples within their strata (training), from ``generator``.
 
     Returns:
@@ -155,22 +160,31 @@ def render_rays_dense(field, state: torch.Tensor, origins: torch.Tensor, dirs: t
     return {"rgb": rgb, "depth": depth, "opacity": opacity}
 
 
+def _view_background(field, origins: torch.Tensor, dirs: torch.Tensor) -> float | torch.Tensor:
+    bg = getattr(field, "background_model", None)
+    return 1.0 if bg is None else bg(origins, dirs)
+
+
 @torch.no_grad()
 def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, height: int, width: int,
-                 focal: float, *, state: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+                 camera, *, state: torch.Tensor | None = None, skip: torch.Tensor | None = None,
                  chunk: int = 8192) -> dict[str, torch.Tensor]:
-    """Render one view of camera ``c2w [4, 4]`` on the field's device with ``samples`` density samples and
-    ``color_samples`` colour queries per ray: ``rgb [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
+    """Render one view of camera ``c2w [4, 4]`` with intrinsics ``camera`` (a one-view
+    :class:`~geocert_rs_sdf.data.Cameras`, or a focal length in pixels) on the field's device with ``samples``
+    density samples and ``color_samples`` colour queries per ray: ``rgb [H, W, 3]``, ``depth [H, W]``,
+    ``opacity [H, W]``."""
     from geocert_rs_sdf.data import FAR, NEAR, pixel_rays
 
     state = field.geometry_state() if state is None else state
     skip = field.skip_grid(state) if skip is None else skip
-    o, d = pixel_rays(c2w[None].to(state.device), height, width, focal)
+    near, far = getattr(field, "near", NEAR), getattr(field, "far", FAR)
+    o, d = pixel_rays(c2w[None].to(state.device), height, width, camera)
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
     parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     for i in range(0, o.shape[0], chunk):
-        out = render_rays(field, state, o[i:i + chunk], d[i:i + chunk], near=NEAR, far=FAR,
-                          n_samples=samples, color_samples=color_samples, skip_grid=skip)
+        oc, dc = o[i:i + chunk], d[i:i + chunk]
+        out = render_rays(field, state, oc, dc, near=near, far=far, n_samples=samples, color_samples=color_samples,
+                          skip_grid=skip, background=_view_background(field, oc, dc))
         for k in parts:
             parts[k].append(out[k])
     return {"rgb": torch.cat(parts["rgb"]).reshape(height, width, 3).clamp(0, 1),
@@ -180,27 +194,49 @@ def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, hei
 
 @torch.no_grad()
 def render_views(field, samples: int, color_samples: int, c2ws: torch.Tensor, height: int, width: int,
-                 focal: float, progress: bool = True, desc: str = "render") -> list[dict[str, torch.Tensor]]:
-    """Render several views (the geometry grid and bitfield computed once); results on the CPU."""
+                 cameras, progress: bool = True, desc: str = "render") -> list[dict[str, torch.Tensor]]:
+    """Render several views (the geometry grid and bitfield computed once); results on the CPU. ``cameras``:
+    the views' :class:`~geocert_rs_sdf.data.Cameras` (one camera serves all), or a focal length in pixels."""
     from geocert.pipeline.progress import progress as track
+    from geocert_rs_sdf.data import Cameras
 
     state = field.geometry_state()
     skip = field.skip_grid(state)
-    return [{k: v.cpu() for k, v in render_image(field, samples, color_samples, c, height, width, focal,
-                                                 state=state, skip=skip).items()}
-            for c in track(c2ws, desc, unit="views", disable=not progress)]
+    outs = []
+    for k, c in enumerate(track(c2ws, desc, unit="views", disable=not progress)):
+        cam = cameras[k if len(cameras) > 1 else 0] if isinstance(cameras, Cameras) else cameras
+        outs.append({key: v.cpu() for key, v in render_image(field, samples, color_samples, c, height, width, cam,
+                                                             state=state, skip=skip).items()})
+    return outs
 
 
-def orbit_poses(n: int, radius: float, elevation_deg: float) -> torch.Tensor:
-    """``[n, 4, 4]`` camera-to-world matrices circling the z axis, looking at the origin."""
+def orbit_poses(n: int, radius: float, elevation_deg: float, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
+    """``[n, 4, 4]`` camera-to-world matrices circling the ``up`` axis through the origin at ``radius``, raised
+    ``elevation_deg`` above the plane perpendicular to it, looking at the origin."""
     import numpy as np
 
     from geocert_rs_sdf.scenes import look_at
 
+    up = np.asarray(up, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    e1 = np.cross(up, (1.0, 0.0, 0.0) if abs(up[0]) < 0.9 else (0.0, 1.0, 0.0))
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    if np.allclose(up, (0.0, 0.0, 1.0)):
+        e1, e2 = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])  # the bundled scenes' orbit, unchanged
     el = math.radians(elevation_deg)
     poses = []
     for k in range(n):
         az = 2 * math.pi * k / n
-        eye = radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-        poses.append(look_at(eye))
+        eye = radius * (math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * up)
+        poses.append(look_at(eye, up=tuple(up)))
     return torch.from_numpy(np.stack(poses)).float()
+
+
+def scene_up(c2w: torch.Tensor) -> tuple[float, float, float]:
+    """The scene's up direction: the mean of the cameras' up (y) axes, snapped to +z when within 10° of it."""
+    up = c2w[:, :3, 1].double().mean(0)
+    up = up / up.norm().clamp(min=1e-12)
+    if float(up[2]) > math.cos(math.radians(10.0)):
+        return (0.0, 0.0, 1.0)
+    return tuple(float(v) for v in up)

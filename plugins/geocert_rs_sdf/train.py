@@ -2,7 +2,7 @@
 
 The field and its optimisation are described by the nested settings of ``geocert train-nerf``'s config
 (:class:`~geocert_rs_sdf.config.FieldSettings`, :class:`~geocert_rs_sdf.config.FitSettings`); the scene box
-(``bound``) comes from the data. Everything runs on the field's device; on the CPU the numbers are the same
+(``bound``), the ray segment and the background model's sphere come from the data. Everything runs on the field's device; on the CPU the numbers are the same
 for the same seed.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from geocert_rs_sdf.background import Background
 from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
@@ -27,26 +28,56 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "save_checkpoin
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-FOREGROUND_BELOW = 0.99  # a training pixel with a channel below this is not background (ray sampling)
+FOREGROUND_ALPHA = 0.5  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
+
+
+def resolve_background(fs: FieldSettings, split: Split) -> FieldSettings:
+    """``fs`` with ``background="auto"`` replaced by the scene's default: white for RGBA images, learned
+    otherwise; InputError when ``random`` has no alpha or masks to composite with."""
+    from geocert.errors import InputError
+
+    if fs.background == "auto":
+        return dataclasses.replace(fs, background=split.background)
+    if fs.background == "random" and split.alpha is None:
+        raise InputError(f"{split.files[0]}: --background random needs images with alpha or masks; these have "
+                         f"neither (use --background learned)")
+    return fs
 
 
 def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | None = None,
-                init_sharpness: float | None = None) -> RadianceField:
+                init_sharpness: float | None = None, *, near: float = NEAR, far: float = FAR,
+                background_radius: float = 10.0) -> RadianceField:
     """The field of ``fs`` over the box ``[-bound, bound]³`` (on the CPU; move it with ``.to(device)``); its
     initial density refers to ``init_sharpness`` (default: the sharpness that training starts at,
-    ``SHARPNESS_START · fs.sharpness``)."""
+    ``SHARPNESS_START · fs.sharpness``). The scene's ray segment (``near``, ``far``) and its background
+    model (``background_model``, a :class:`~geocert_rs_sdf.background.Background` of ``fs.background``,
+    "auto" read as white) ride along as attributes of the field."""
     init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
-    return RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
-                         sharpness=fs.sharpness,
-                         density=fs.density, hash_levels=fs.hash_levels, hash_log2=fs.hash_log2,
-                         hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent,
-                         generator=generator)
+    field = RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
+                          sharpness=fs.sharpness,
+                          density=fs.density, hash_levels=fs.hash_levels, hash_log2=fs.hash_log2,
+                          hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent,
+                          generator=generator)
+    field.near, field.far = float(near), float(far)
+    mode = "white" if fs.background == "auto" else fs.background
+    field.background_model = Background(mode, background_radius, generator=generator)
+    return field
+
+
+def background_radius(split: Split) -> float:
+    """The learned background's sphere: twice the farthest training camera's distance from the box centre."""
+    from geocert_rs_sdf.background import RADIUS_FACTOR
+
+    return RADIUS_FACTOR * float(split.c2w[:, :3, 3].norm(dim=-1).max())
 
 
 def make_optimizer(field: RadianceField, lr: float, grid_lr: float) -> torch.optim.Adam:
     groups = [{"params": [field.logits], "lr": grid_lr, "eps": 1e-8},
               {"params": list(field.encoding.parameters()), "lr": lr, "eps": 1e-15},
               {"params": list(field.mlp.parameters()), "lr": lr, "eps": 1e-15, "weight_decay": 1e-6}]
+    bg = getattr(field, "background_model", None)
+    if bg is not None and bg.parameters_to_train():
+        groups.append({"params": bg.parameters_to_train(), "lr": lr, "eps": 1e-15})
     return torch.optim.Adam(groups, betas=(0.9, 0.99))
 
 
@@ -73,11 +104,13 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     """Optimise ``field`` on the training rays from ``start_step`` to ``st.steps``.
 
     Every step draws ``st.rays`` random pixels of all training views (a ``foreground_fraction`` of them from
-    the pixels that are not white background, the rest uniformly from all pixels), recomputes the geometry grid (for
+    the object's pixels, alpha or mask > ½, when the scene has alpha or masks; the rest, or all of them
+    without, uniformly from all pixels), recomputes the geometry grid (for
     rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
     annealed by :func:`sharpness_at`), renders and takes one
-    Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha,
-    when they have one). Runs on the field's device (rays, images and random draws there).
+    Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha or
+    masks, when they have them). The background behind the box is the field's ``background_model`` (a
+    random colour per ray for ``random``, with the target composited on it by the alpha). Runs on the field's device (rays, images and random draws there).
 
     ``checkpoint_fn(step, optimizer, loop_state)`` is called every ``checkpoint_every`` steps; ``loop_state``
     (the random generator, the empty-space bitfield and the loss average) handed back with ``start_step`` and
@@ -93,15 +126,18 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     else:
         gen.manual_seed(st.seed * 1000003 + start_step)
     c2w = train.c2w.to(device)
-    origins, dirs = pixel_rays(c2w, train.height, train.width, train.focal)
+    origins, dirs = pixel_rays(c2w, train.height, train.width, train.cameras)
     view_of_ray = torch.arange(c2w.shape[0], device=device).repeat_interleave(train.height * train.width)
     cam_origin = c2w[:, :3, 3].float()
     dirs = dirs.reshape(-1, 3)
     del origins
     colors = train.images.to(device).reshape(-1, 3)
-    alpha = train.alpha.to(device).reshape(-1) if train.alpha is not None and st.mask_weight > 0 else None
-    fg = (colors < FOREGROUND_BELOW).any(-1).nonzero().squeeze(1)
+    all_alpha = train.alpha.to(device).reshape(-1) if train.alpha is not None else None
+    alpha = all_alpha if st.mask_weight > 0 else None
+    fg = (all_alpha > FOREGROUND_ALPHA).nonzero().squeeze(1) if all_alpha is not None else colors[:0, 0].long()
     n_fg = int(round(st.rays * st.foreground_fraction)) if len(fg) else 0
+    bg_model = field.background_model
+    near, far = field.near, field.far
     opt = make_optimizer(field, st.lr, st.grid_lr)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
@@ -126,10 +162,16 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         state = field.geometry_state()
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
-        out = render_rays(field, state, cam_origin[view_of_ray[idx]], dirs[idx], near=NEAR, far=FAR,
+        ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
+        background = bg_model(ray_o, ray_d, training=True, generator=gen)
+        target = colors[idx]
+        if bg_model.mode == "random":  # the images are on white: recomposite them on this step's colours
+            a = all_alpha[idx, None]
+            target = target - (1.0 - a) + (1.0 - a) * background
+        out = render_rays(field, state, ray_o, ray_d, near=near, far=far,
                           n_samples=fs.samples, color_samples=fs.color_samples, skip_grid=skip, perturb=True,
-                          generator=gen)
-        loss = torch.mean((out["rgb"] - colors[idx]) ** 2)
+                          generator=gen, background=background)
+        loss = torch.mean((out["rgb"] - target) ** 2)
         if alpha is not None:
             loss = loss + st.mask_weight * torch.mean((out["opacity"] - alpha[idx]) ** 2)
         opt.zero_grad(set_to_none=True)
@@ -163,7 +205,8 @@ def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, s
     the field settings, step, optimizer state, ``extra`` facts, the loop state of :func:`fit`)."""
     from geocert.io import atomic_write
 
-    data = {"format": CHECKPOINT_FORMAT, "field": {**dataclasses.asdict(fs), "bound": field.bound},
+    data = {"format": CHECKPOINT_FORMAT, "field": {**dataclasses.asdict(fs), "bound": field.bound,
+                                                   "near": field.near, "far": field.far},
             "fit": dataclasses.asdict(st),
             "step": step, "model": field.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None, "extra": extra or {},
@@ -186,10 +229,13 @@ def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, Fit
     try:
         spec = dict(data["field"])
         bound = float(spec.pop("bound"))
-        fs = FieldSettings(**spec)
+        near, far = float(spec.pop("near", NEAR)), float(spec.pop("far", FAR))  # (older checkpoints: the
+        fs = FieldSettings(**spec)  # NeRF-synthetic segment, a white background)
         st = FitSettings(**data["fit"])
-        field = build_field(fs, bound)
-        field.load_state_dict(data["model"])
+        field = build_field(fs, bound, near=near, far=far)
+        missing, unexpected = field.load_state_dict(data["model"], strict=False)
+        if unexpected or any(not k.startswith("background_model.") for k in missing):
+            raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise InputError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
     return field, fs, st, data
