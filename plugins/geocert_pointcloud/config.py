@@ -33,6 +33,12 @@ class TrainPcConfig:
     """Clouds per optimisation step."""
     lr: float = 3e-3
     """Adam learning rate (cosine-decayed to 5% over the run)."""
+    arch: Literal["pointnet", "voxel"] = "pointnet"
+    """Base network: `pointnet` (each point's own features plus a max-pooled global feature) or `voxel`
+    (PointNet with a local neighbourhood stage: first-layer features averaged in the cells of a
+    --voxel-resolution³ grid with each cell's point density, a 3×3×3 convolution, read back at each point)."""
+    voxel_resolution: int = 8
+    """Grid cells per axis of --arch voxel's neighbourhood stage (over [-1.5, 1.5]³)."""
     width: int = 32
     """PointNet width w: encoder 3→w→w→2w→4w, head →2w→w→parts."""
     num_points: int = 2048
@@ -60,6 +66,11 @@ class TrainPcConfig:
     count_loss: float = 5.0
     """Weight of a soft count of the points whose mean probability of the true part over the noisy copies
     exceeds --calibration-cut (rewards what certification counts; gives up points far below the cut)."""
+    macer: float = 0.0
+    """Weight of MACER's margin loss on the soft smoothed classifier p̄ (mean softmax over the noisy copies):
+    max(0, γ − (Φ⁻¹(p̄_true) − Φ⁻¹(p̄_runner-up))) over the points p̄ classifies right."""
+    macer_gamma: float = 2.0
+    """γ of --macer (in units of Φ⁻¹; Φ⁻¹(0.82) − Φ⁻¹(0.18) ≈ 1.83)."""
     calibrate: Literal["off", "bias", "linear"] = "linear"
     """After training, tune per part a logit bias (`bias`), or an affine function of the point's own noisy
     xyz (`linear`), on the training shapes so that as many points as possible get a vote fraction above

@@ -17,7 +17,7 @@ from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
+__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
            "model_input", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
@@ -39,6 +39,42 @@ def _mlp(widths: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class VoxelPool(nn.Module):
+    """Local neighbourhood stage (point-voxel, PVCNN-style): per-point features are averaged into the cells of
+    a fixed ``R³`` grid over ``[-extent, extent]³`` (each point into its cell), together with each cell's share
+    of the cloud's points (a density channel), mixed by one 3×3×3 convolution, and read back at every point by
+    trilinear interpolation. Cell means and shares do not depend on how many points the cloud has (in
+    expectation), so a model trained on subsets of a cloud's points transfers to the whole cloud; points
+    outside the grid are clamped onto its border cells.
+
+    ``forward(xyz [B, N, 3], feats [B, N, C]) -> [B, N, out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, resolution: int = 8, extent: float = 1.5):
+        super().__init__()
+        if resolution < 2:
+            raise ValueError(f"resolution must be >= 2, got {resolution}")
+        self.resolution, self.extent = resolution, extent
+        self.conv = nn.Conv3d(in_channels + 1, out_channels, 3, padding=1)
+        self.bn = nn.BatchNorm3d(out_channels)
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        b, n, c = feats.shape
+        r, e = self.resolution, self.extent
+        cell = ((xyz[..., :3].detach() + e) * (r / (2 * e))).floor().long().clamp(0, r - 1)  # [B, N, 3]
+        flat = ((cell[..., 0] * r + cell[..., 1]) * r + cell[..., 2]
+                + torch.arange(b, device=xyz.device)[:, None] * r ** 3).reshape(-1)
+        sums = feats.new_zeros(b * r ** 3, c).index_add_(0, flat, feats.reshape(-1, c))
+        count = feats.new_zeros(b * r ** 3).index_add_(0, flat, feats.new_ones(b * n))[:, None]
+        grid = torch.cat([sums / count.clamp(min=1), count * (r ** 3 / n)], dim=-1)  # mean features, density
+        grid = grid.reshape(b, r, r, r, c + 1).permute(0, 4, 1, 2, 3)  # [B, C+1, x, y, z]
+        grid = torch.relu(self.bn(self.conv(grid)))  # [B, out, x, y, z]
+        # trilinear read-back at each point (grid_sample's last coordinate indexes the first grid axis)
+        where = (xyz[..., :3].flip(-1) / e).reshape(b, n, 1, 1, 3)
+        out = nn.functional.grid_sample(grid, where, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(b, -1, n).transpose(1, 2)  # [B, N, out]
+
+
 class PointNetPartSeg(nn.Module):
     """PointNet part segmentation: ``forward(points [B, N, 3], category [B]) -> logits [B, N, num_parts]``.
 
@@ -51,13 +87,19 @@ class PointNetPartSeg(nn.Module):
         spatial_prior: add a per-part affine function of each point's own (noisy) xyz to its logits,
             ``prior(xyz) = W xyz + b`` with ``W [num_parts, 3]``, ``b [num_parts]`` (zero, not trained by
             gradient; set by the class-prior calibration of ``train-pc --calibrate linear``).
+        arch: ``pointnet`` (every point alone plus the global feature), or ``voxel``: PointNet with a local
+            neighbourhood stage (:class:`VoxelPool` on the first layer's features, ``voxel_resolution³`` cells)
+            whose ``w`` local channels feed the second encoder layer and the head.
     """
 
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
-                 in_channels: int = 3, spatial_prior: bool = False):
+                 in_channels: int = 3, spatial_prior: bool = False, arch: str = "pointnet",
+                 voxel_resolution: int = 8):
         super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
-        self.in_channels = in_channels
+        self.in_channels, self.arch, self.voxel_resolution = in_channels, arch, voxel_resolution
         self.prior: nn.Linear | None = None
         if spatial_prior:
             self.prior = nn.Linear(3, num_parts)
@@ -65,16 +107,20 @@ class PointNetPartSeg(nn.Module):
             nn.init.zeros_(self.prior.bias)
             self.prior.requires_grad_(False)
         w = width
+        loc = w if arch == "voxel" else 0  # channels of the local stage
+        self.local = VoxelPool(w, w, resolution=voxel_resolution) if arch == "voxel" else None
         self.enc1 = _mlp([in_channels, w, w])
-        self.enc2 = _mlp([w, 2 * w])
+        self.enc2 = _mlp([w + loc, 2 * w])
         self.enc3 = _mlp([2 * w, 4 * w])
-        self.head_local = nn.Linear(w + 2 * w, 2 * w)
+        self.head_local = nn.Linear(w + loc + 2 * w, 2 * w)
         self.head_global = nn.Linear(4 * w + num_categories, 2 * w, bias=False)
         self.head_bn = _PointwiseBN(2 * w)
         self.head = nn.Sequential(_mlp([2 * w, w]), nn.Linear(w, num_parts))
 
     def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         f1 = self.enc1(points)  # [B, N, w]
+        if self.local is not None:
+            f1 = torch.cat([f1, self.local(points, f1)], dim=-1)  # [B, N, 2w]: own + neighbourhood features
         f2 = self.enc2(f1)  # [B, N, 2w]
         f3 = self.enc3(f2)  # [B, N, 4w]
         glob = f3.amax(dim=1)  # [B, 4w]
@@ -87,11 +133,15 @@ class PointNetPartSeg(nn.Module):
         return logits if self.prior is None else logits + self.prior(points[..., :3])
 
 
+ARCHS = ("pointnet", "voxel")
+
+
 @torch.no_grad()
-def _fold(linear: nn.Linear, bn: nn.BatchNorm1d, extra: nn.Linear | None = None) -> None:
+def _fold(linear: nn.Linear | nn.Conv3d, bn: nn.BatchNorm1d | nn.BatchNorm3d, extra: nn.Linear | None = None,
+          ) -> None:
     """Fold an eval-mode BatchNorm that follows ``linear`` (plus ``extra``, added before the BN) into them."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    linear.weight.mul_(scale[:, None])
+    linear.weight.mul_(scale.reshape(-1, *[1] * (linear.weight.ndim - 1)))
     linear.bias.copy_((linear.bias - bn.running_mean) * scale + bn.bias)
     if extra is not None:
         extra.weight.mul_(scale[:, None])
@@ -110,6 +160,9 @@ def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
                 seq[i] = nn.Identity()
     _fold(fused.head_local, fused.head_bn.bn, fused.head_global)
     fused.head_bn = nn.Identity()
+    if fused.local is not None:
+        _fold(fused.local.conv, fused.local.bn)
+        fused.local.bn = nn.Identity()
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused
@@ -119,7 +172,9 @@ def build_model(spec: dict) -> PointNetPartSeg:
     """Rebuild a model from the ``model`` entry of a checkpoint."""
     return PointNetPartSeg(width=int(spec["width"]), num_parts=int(spec["num_parts"]),
                            num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)),
-                           spatial_prior=bool(spec.get("spatial_prior", False)))
+                           spatial_prior=bool(spec.get("spatial_prior", False)),
+                           arch=str(spec.get("arch", "pointnet")),
+                           voxel_resolution=int(spec.get("voxel_resolution", 8)))
 
 
 def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,
@@ -173,7 +228,7 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     buf = io.BytesIO()
     torch.save({
         "format": CHECKPOINT_FORMAT,
-        "model": {"arch": "pointnet", "width": model.width, "num_parts": model.num_parts,
+        "model": {"arch": model.arch, "voxel_resolution": model.voxel_resolution, "width": model.width, "num_parts": model.num_parts,
                   "num_categories": model.num_categories, "in_channels": model.in_channels,
                   "spatial_prior": model.prior is not None},
         "normals": model.in_channels == 6,
@@ -198,11 +253,16 @@ def load_checkpoint(path: Path) -> tuple[PointNetPartSeg, dict]:
     ckpt = read_checkpoint(path, hint=" (train one with `geocert train-pc`)")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a geocert train-pc checkpoint")
+    spec = ckpt.get("model")
+    arch = spec.get("arch", "pointnet") if isinstance(spec, dict) else "pointnet"
+    if arch not in ARCHS:
+        raise InputError(f"{path}: unknown architecture {arch!r} (this geocert knows {', '.join(ARCHS)}); "
+                         f"retrain it with `geocert train-pc` or update geocert")
     try:
         model = build_model(ckpt["model"])
         model.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
-        raise InputError(f"{path}: checkpoint does not match the PointNet model ({type(exc).__name__})") from None
+        raise InputError(f"{path}: checkpoint does not match the {arch} model ({type(exc).__name__})") from None
     if model.num_parts != NUM_PARTS or model.num_categories != NUM_CATEGORIES:
         raise InputError(f"{path}: checkpoint has {model.num_parts} parts / {model.num_categories} categories, "
                          f"expected {NUM_PARTS} / {NUM_CATEGORIES}")

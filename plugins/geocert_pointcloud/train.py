@@ -14,7 +14,14 @@ from geocert_pointcloud.data import (
     Shape,
 )
 from geocert_pointcloud.evaluate import miou_summary, shape_iou
-from geocert_pointcloud.model import PointNetPartSeg, model_input, part_mask, predict_parts, rotate_about_up
+from geocert_pointcloud.model import (
+    PointNetPartSeg,
+    fuse_batchnorm,
+    model_input,
+    part_mask,
+    predict_parts,
+    rotate_about_up,
+)
 
 __all__ = ["train_model", "evaluate_model", "calibrate_part_biases", "stack_shapes", "stack_normals",
            "noise_loss", "noisy_part_logits", "DEFAULT_MODEL_VERSION"]
@@ -55,13 +62,18 @@ def noisy_part_logits(model: PointNetPartSeg, x: torch.Tensor, categories: torch
 
 
 def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float = 0.0,
-               entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, width: float = 0.05) -> torch.Tensor:
+               entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, width: float = 0.05,
+               macer: float = 0.0, macer_gamma: float = 2.0) -> torch.Tensor:
     """Training loss from the logits ``[B, K, N, P]`` of K noisy copies of each cloud and ``labels [B, N]``.
 
     Cross-entropy averaged over the copies; with K > 1 and ``consistency`` λ > 0 plus λ·KL(p̄ ‖ p_k), the
     divergence of each copy's prediction p_k from their mean p̄ (consistency regularisation, Jeong & Shin
     2020), and ``entropy`` η·H(p̄): both push the noisy predictions of a point to agree, which is what the
-    smoothed classifier's vote fraction, and so the certificate, needs."""
+    smoothed classifier's vote fraction, and so the certificate, needs. ``count`` subtracts a soft count of
+    the points whose mean probability p̄_y of the true part clears ``cut``. ``macer`` adds MACER's margin
+    term (Zhai et al. 2020) on the soft smoothed classifier p̄: the mean over the points it classifies
+    right of max(0, γ − (Φ⁻¹(p̄_y) − Φ⁻¹(p̄_runner-up))), γ = ``macer_gamma`` (a radius in units of σ, up to
+    the factor 1/2)."""
     b, k, n, p = logits.shape
     logp = torch.log_softmax(logits, dim=-1)
     y = labels[:, None, :, None].expand(b, k, n, 1)
@@ -78,6 +90,15 @@ def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float
         # vanishes for points far below (given up) and far above (already certified)
         vote = logp.exp().gather(-1, y).squeeze(-1).mean(dim=1)  # [B, N]
         loss = loss - count * torch.sigmoid((vote - cut) / width).mean()
+    if macer > 0:
+        mean = logp.exp().mean(dim=1)  # [B, N, P]: the soft smoothed classifier
+        p_true = mean.gather(-1, labels[..., None]).squeeze(-1)
+        p_other = mean.scatter(-1, labels[..., None], -1.0).amax(-1)
+        right = p_true > p_other
+        eps = 1e-4
+        margin = torch.special.ndtri(p_true.clamp(eps, 1 - eps)) - torch.special.ndtri(p_other.clamp(eps, 1 - eps))
+        hinge = torch.relu(macer_gamma - margin) * right
+        loss = loss + macer * hinge.sum() / right.sum().clamp(min=1)
     return loss
 
 
@@ -86,7 +107,7 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
                 rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True,
                 normals: torch.Tensor | None = None, noise_draws: int = 1, consistency: float = 0.0,
                 entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, scale_jitter: float = 0.0,
-                device: torch.device | str = "cpu") -> list[float]:
+                macer: float = 0.0, macer_gamma: float = 2.0, device: torch.device | str = "cpu") -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
     radians); the loss (:func:`noise_loss`) is cross-entropy over each shape's own category parts on
     ``noise_draws`` noisy copies of every cloud, plus the consistency terms. Each step uses a random subset
@@ -130,7 +151,8 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
             to = lambda t: t.to(device) if t is not None else None  # noqa: E731
             logits = noisy_part_logits(model, to(x), to(categories[idx]), to(masks[idx]), sigma=sigma,
                                        draws=noise_draws, generator=generator, normals=to(nrm))
-            loss = noise_loss(logits, to(y), consistency=consistency, entropy=entropy, count=count, cut=cut)
+            loss = noise_loss(logits, to(y), consistency=consistency, entropy=entropy, count=count, cut=cut,
+                              macer=macer, macer_gamma=macer_gamma)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -170,6 +192,7 @@ def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: 
     with step sizes ``steps`` (each tried from -6 to +6 steps). Changes ``model`` in place (its ``prior``
     layer, or the last layer's bias when it has none); returns ``[b, w_x, w_y, w_z]`` per part per category."""
     model.eval()
+    fused = fuse_batchnorm(model)  # same outputs, faster
     by_cat: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for i in range(len(points)):
         c = int(categories[i])
@@ -180,7 +203,7 @@ def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: 
         xk = points[i:i + 1].expand(draws, -1, -1)
         xk = xk + torch.randn(xk.shape, generator=generator) * sigma
         nrm = normals[i:i + 1] if normals is not None else None
-        logits = model(model_input(xk, nrm), categories[i:i + 1].expand(draws))  # [K, N, P]
+        logits = fused(model_input(xk, nrm), categories[i:i + 1].expand(draws))  # [K, N, P]
         target = (labels[i, sub, None] == parts[None]).float().argmax(-1)  # index into the category's parts
         feats = torch.cat([torch.ones(draws, len(sub), 1), xk[:, sub]], dim=-1)  # [K, M, 4]: 1, x, y, z
         by_cat.setdefault(c, []).append((logits[:, sub][..., parts], feats, target))

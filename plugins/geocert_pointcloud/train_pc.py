@@ -25,6 +25,8 @@ def validate(cfg) -> None:
     check_sigma(cfg.sigma)
     for name in ("epochs", "batch_size", "width", "num_points", "noise_draws", "calibration_draws"):
         check_positive_int(getattr(cfg, name), name)
+    if cfg.voxel_resolution < 2:
+        raise ParameterError(f"--voxel-resolution must be >= 2, got {cfg.voxel_resolution}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"--lr must be > 0, got {cfg.lr}")
     if not (math.isfinite(cfg.scale_jitter) and 0 <= cfg.scale_jitter < 1):
@@ -34,7 +36,7 @@ def validate(cfg) -> None:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 0 (0 = all), got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.rotation_sigma_deg) and cfg.rotation_sigma_deg >= 0):
         raise ParameterError(f"--rotation-sigma-deg must be >= 0, got {cfg.rotation_sigma_deg}")
-    for name in ("consistency", "entropy", "count_loss"):
+    for name in ("consistency", "entropy", "count_loss", "macer", "macer_gamma"):
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
@@ -79,14 +81,16 @@ def run(cfg) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
-                            spatial_prior=cfg.calibrate == "linear")
+                            spatial_prior=cfg.calibrate == "linear", arch=cfg.arch,
+                            voxel_resolution=cfg.voxel_resolution)
     pts, lab, cat = stack_shapes(train_shapes)
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
                          lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
                          train_points=cfg.train_points, normals=nrm, noise_draws=cfg.noise_draws,
                          consistency=cfg.consistency, entropy=cfg.entropy, count=cfg.count_loss,
-                         cut=cfg.calibration_cut, scale_jitter=cfg.scale_jitter, device=run_.device)
+                         cut=cfg.calibration_cut, scale_jitter=cfg.scale_jitter, macer=cfg.macer,
+                         macer_gamma=cfg.macer_gamma, device=run_.device)
     biases = None
     if cfg.calibrate != "off":
         biases = calibrate_part_biases(model, pts, lab, cat, sigma=cfg.sigma, draws=cfg.calibration_draws,

@@ -656,3 +656,98 @@ def test_certify_pc_refuses_a_category_the_model_never_saw(tiny_dataset, trained
     err = [ln for ln in capsys.readouterr().err.splitlines() if "warning" not in ln]
     assert len(err) == 1 and f"was not trained on {unseen}" in err[0]
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ local-feature model and MACER loss
+
+
+def _voxel_model(resolution: int = 6) -> PointNetPartSeg:
+    torch.manual_seed(0)
+    model = PointNetPartSeg(width=8, arch="voxel", voxel_resolution=resolution, spatial_prior=True)
+    model.train()
+    with torch.no_grad():  # non-trivial BatchNorm running statistics
+        for _ in range(3):
+            model(torch.randn(4, 64, 3) * 0.6, torch.randint(0, 16, (4,)))
+    return model.eval()
+
+
+def test_voxel_model_shapes_fusion_permutation_and_determinism():
+    model = _voxel_model()
+    x, cat = torch.randn(3, 100, 3) * 0.7, torch.tensor([0, 4, -1])
+    with torch.no_grad():
+        out = model(x, cat)
+        assert out.shape == (3, 100, NUM_PARTS)
+        torch.testing.assert_close(fuse_batchnorm(model)(x, cat), out, atol=1e-5, rtol=1e-5)
+        perm = torch.randperm(100)
+        torch.testing.assert_close(model(x[:, perm], cat), out[:, perm], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(_voxel_model()(x, cat), out)  # same seed, same model
+    # the local stage changes the outputs (it is not ignored): a PointNet with the same seed differs
+    torch.manual_seed(0)
+    assert not torch.allclose(PointNetPartSeg(width=8).eval()(x, cat), out)
+
+
+def test_voxel_pool_is_local_and_density_invariant():
+    from geocert_pointcloud.model import VoxelPool
+
+    torch.manual_seed(0)
+    pool = VoxelPool(4, 5, resolution=6, extent=1.5).eval()  # cells of 0.5
+    xyz = torch.rand(1, 200, 3) - 1.3  # every point in the corner [-1.3, -0.3]³
+    feats = torch.randn(1, 200, 4)
+    with torch.no_grad():
+        out = pool(xyz, feats)
+        # each point twice: cell means and cell shares of the cloud are unchanged, so is every output
+        torch.testing.assert_close(pool(xyz.repeat(1, 2, 1), feats.repeat(1, 2, 1))[:, :200], out,
+                                   atol=1e-5, rtol=1e-5)
+        # a point's features reach the points within about two cells (conv + trilinear read-back), no further
+        def with_point(where: float, value: float) -> torch.Tensor:
+            extra = torch.full((1, 1, 3), where)
+            return pool(torch.cat([xyz, extra], 1), torch.cat([feats, torch.full((1, 1, 4), value)], 1))[:, :200]
+
+        torch.testing.assert_close(with_point(1.3, 1.0), with_point(1.3, 5.0))  # corner cells 0-2, it: 5
+        assert not torch.allclose(with_point(-1.2, 1.0), with_point(-1.2, 5.0))
+    with pytest.raises(ValueError):
+        VoxelPool(4, 5, resolution=1)
+
+
+def test_voxel_checkpoint_roundtrip_and_old_or_unknown_checkpoints(tmp_path, capsys):
+    from geocert_pointcloud.model import load_checkpoint, save_checkpoint
+
+    model = _voxel_model(resolution=5)
+    save_checkpoint(tmp_path / "v.pt", model, sigma=0.25, num_points=50, categories=["Knife"], train_config={},
+                    metrics={})
+    loaded, ckpt = load_checkpoint(tmp_path / "v.pt")
+    assert ckpt["model"]["arch"] == "voxel" and loaded.voxel_resolution == 5
+    x, cat = torch.randn(2, 50, 3), torch.tensor([7, 7])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, cat), model(x, cat))
+    # a checkpoint without the arch entries (written before they existed) is a PointNet
+    pn = PointNetPartSeg(width=4)
+    save_checkpoint(tmp_path / "p.pt", pn, sigma=0.25, num_points=50, categories=["Knife"], train_config={},
+                    metrics={})
+    old = torch.load(tmp_path / "p.pt", weights_only=False)
+    del old["model"]["arch"], old["model"]["voxel_resolution"]
+    torch.save(old, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")[0].arch == "pointnet"
+    # an architecture this version does not know: one clear error naming the file
+    old["model"]["arch"] = "transformer"
+    torch.save(old, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="future.pt: .*unknown architecture 'transformer'"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_macer_loss_pushes_only_right_points_below_the_margin():
+    from geocert_pointcloud.train import noise_loss
+    from scipy.stats import norm
+
+    # [B=1, K=1, N=3, P=2], label 0: p ≈ 0.98 (margin above γ), ≈ 0.6 (right, small margin), ≈ 0.1 (wrong)
+    logits = torch.tensor([[[[4.0, 0.0], [0.4, 0.0], [0.0, 2.2]]]], dtype=torch.float64).requires_grad_(True)
+    labels = torch.tensor([[0, 0, 0]])
+    term = noise_loss(logits, labels, macer=1.0, macer_gamma=2.0) - noise_loss(logits, labels)
+    p = torch.softmax(logits.detach(), -1)[0, 0, :, 0].numpy()
+    margins = norm.ppf(p) - norm.ppf(1 - p)
+    expected = max(0.0, 2.0 - margins[0]) + max(0.0, 2.0 - margins[1])  # the wrong point does not count
+    assert margins[0] > 2.0 and margins[1] < 2.0
+    assert float(term.detach()) == pytest.approx(expected / 2, rel=1e-6)
+    term.backward()
+    g = logits.grad[0, 0].abs().sum(-1)
+    assert g[1] > 0 and float(g[0]) == 0.0 and float(g[2]) == 0.0
