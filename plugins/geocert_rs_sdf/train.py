@@ -141,7 +141,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     opt = make_optimizer(field, st.lr, st.grid_lr)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
-    base_lrs = [st.grid_lr, st.lr, st.lr]
+    base_lrs = [st.grid_lr] + [st.lr] * (len(opt.param_groups) - 1)  # grid, hash, MLP (, background)
     skip = loop_state["skip"].to(device) if loop_state.get("skip") is not None else None
     t0, c0 = time.perf_counter(), time.process_time()
     bar = Progress(st.steps, "train-nerf", "steps", initial=start_step, disable=not progress)
