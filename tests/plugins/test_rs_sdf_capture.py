@@ -24,6 +24,7 @@ from geocert_rs_sdf.train import (
     load_checkpoint,
     save_checkpoint,
 )
+from test_rs_sdf_nerf import TINY_ARGS, TINY_FIELD  # the tiny model of the NeRF tests
 
 from geocert.cli import main as cli
 from geocert.errors import InputError
@@ -34,8 +35,6 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = np.array([0.4, -0.3, 0.2])  # the capture's world is moved: the box centre must follow the cameras
 DIST = {"k1": -0.08, "k2": 0.02, "p1": 0.003, "p2": -0.002}
-TINY_ARGS = ("--grid-res", "12", "--rays", "64", "--samples", "24", "--color-samples", "4", "--hash-levels", "3",
-             "--hash-log2", "10", "--hash-max-res", "24", "--hidden", "16", "--threads", "1")
 
 
 def _sky(d: np.ndarray) -> np.ndarray:
@@ -245,10 +244,6 @@ def test_background_models():
     assert col.shape == (2, 3) and bool(((col > 0) & (col < 1)).all()) and learned.parameters_to_train()
     with pytest.raises(ValueError, match="background must be one of"):
         Background("grey")
-
-
-TINY_FIELD = FieldSettings(grid_res=12, sharpness=0.5, hash_levels=3, hash_log2=10, hash_max_res=24, hidden=16,
-                           samples=24, color_samples=4)
 
 
 @pytest.mark.parametrize("mode", ["learned", "random", "black"])
