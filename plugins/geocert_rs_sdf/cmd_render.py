@@ -150,6 +150,7 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * height
     orbit_opacity = torch.stack([o["opacity"] for o in orbit])
     metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density, "background": fs.background,
+               "view_dependent": fs.view_dependent,
                "test_psnr": ev["psnr"], **object_metrics(ev["renders"], test), "test_ssim": ev["ssim"],
                "test_views": len(ev["per_view"]),
                "orbit_opacity": {"mean": round(float(orbit_opacity.mean()), 5),

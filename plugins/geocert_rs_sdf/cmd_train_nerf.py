@@ -169,9 +169,9 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
                                     downscale=cfg.downscale)
     if announce:
         _say(announce)
-    from geocert_rs_sdf.train import background_radius, resolve_background
+    from geocert_rs_sdf.train import background_radius, resolve_field
 
-    fs, st = resolve_background(cfg.field, train_split), cfg.fit
+    fs, st = resolve_field(cfg.field, train_split, bundled=cfg.data is None), cfg.fit
     run = open_run(cfg, seed=st.seed, resumable=True, result_key=result_key(cfg, scene), scene=str(scene),
                    overwrite_flag=f"--{flag_prefix.lstrip('-')}overwrite")
     device = run.device
@@ -235,7 +235,7 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
                "train_seconds_this_run": round(timed["train_seconds"] - before["train_seconds"], 2),
                "seconds_per_step": round(timed["train_seconds"] / steps_timed, 4),
                "train_cpu_seconds": round(timed["train_cpu_seconds"], 2), "threads": torch.get_num_threads(),
-               "device": str(device), "last_step": res["last"], "background": fs.background,
+               "device": str(device), "last_step": res["last"], "background": fs.background, "view_dependent": fs.view_dependent,
                "scene_box": {"center": list(train_split.center), "bound": train_split.bound,
                              "near": train_split.near, "far": train_split.far},
                "test_psnr": ev["psnr"], **object_metrics(ev["renders"], test), "test_ssim": ev["ssim"],

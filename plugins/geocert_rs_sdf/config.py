@@ -94,9 +94,10 @@ class FieldSettings:
     """Resolution of the finest hash-grid level over the scene box."""
     hidden: int = 64
     """Hidden width of the colour MLP."""
-    view_dependent: bool = False
-    """Feed the view direction (spherical harmonics, degree 2) to the colour MLP. The bundled scene is
-    Lambertian, so it is off by default."""
+    view_dependent: Literal["auto", "on", "off"] = "auto"
+    """Feed the view direction (spherical harmonics, degree 2) to the colour MLP (specular highlights). auto:
+    on for a scene given as DATA (real materials are glossy), off for the bundled procedural scene (it is
+    Lambertian; on costs it 0.16 dB). Measured in docs/rs_sdf.md."""
     background: Literal["auto", "white", "black", "random", "learned"] = "auto"
     """What rays see behind the scene box. white/black: a constant; random: a random colour per training
     ray with the RGBA image composited on it (needs alpha or masks; rendered on white); learned: a small
@@ -117,7 +118,7 @@ class FitSettings:
     grid_lr: float = 0.1
     """Adam learning rate of the occupancy grid (decayed ×0.1 over the run)."""
     foreground_fraction: float = 0.5
-    """Share of each step's rays drawn from the object's training pixels (alpha or mask > ½); the rest are
+    """Share of each step's rays drawn from the object's training pixels (alpha or mask > 0.01); the rest are
     drawn uniformly from all pixels, so the background is still learned. Scenes with neither alpha nor
     masks draw all rays uniformly."""
     mask_weight: float = 1.0

@@ -28,14 +28,17 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "save_checkpoin
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-FOREGROUND_ALPHA = 0.5  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
+FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
 
 
-def resolve_background(fs: FieldSettings, split: Split) -> FieldSettings:
-    """``fs`` with ``background="auto"`` replaced by the scene's default: white for RGBA images, learned
-    otherwise; InputError when ``random`` has no alpha or masks to composite with."""
+def resolve_field(fs: FieldSettings, split: Split, *, bundled: bool = False) -> FieldSettings:
+    """``fs`` with its "auto" settings decided for the scene: ``background`` white for RGBA images, learned
+    otherwise; ``view_dependent`` off for the ``bundled`` (Lambertian, procedural) scene, on otherwise.
+    InputError when ``random`` has no alpha or masks to composite with."""
     from geocert.errors import InputError
 
+    if fs.view_dependent == "auto":
+        fs = dataclasses.replace(fs, view_dependent="off" if bundled else "on")
     if fs.background == "auto":
         return dataclasses.replace(fs, background=split.background)
     if fs.background == "random" and split.alpha is None:
@@ -51,12 +54,12 @@ def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | No
     initial density refers to ``init_sharpness`` (default: the sharpness that training starts at,
     ``SHARPNESS_START · fs.sharpness``). The scene's ray segment (``near``, ``far``) and its background
     model (``background_model``, a :class:`~geocert_rs_sdf.background.Background` of ``fs.background``,
-    "auto" read as white) ride along as attributes of the field."""
+    "auto" read as white) ride along as attributes of the field; ``view_dependent`` "auto" is read as off."""
     init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
     field = RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
                           sharpness=fs.sharpness,
                           density=fs.density, hash_levels=fs.hash_levels, hash_log2=fs.hash_log2,
-                          hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent,
+                          hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent == "on",
                           generator=generator)
     field.near, field.far = float(near), float(far)
     mode = "white" if fs.background == "auto" else fs.background
@@ -104,7 +107,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     """Optimise ``field`` on the training rays from ``start_step`` to ``st.steps``.
 
     Every step draws ``st.rays`` random pixels of all training views (a ``foreground_fraction`` of them from
-    the object's pixels, alpha or mask > ½, when the scene has alpha or masks; the rest, or all of them
+    the object's pixels, alpha or mask > 0.01, when the scene has alpha or masks; the rest, or all of them
     without, uniformly from all pixels), recomputes the geometry grid (for
     rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
     annealed by :func:`sharpness_at`), renders and takes one
@@ -230,6 +233,8 @@ def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, Fit
         spec = dict(data["field"])
         bound = float(spec.pop("bound"))
         near, far = float(spec.pop("near", NEAR)), float(spec.pop("far", FAR))  # (older checkpoints: the
+        if isinstance(spec.get("view_dependent"), bool):  # written before "auto": a flag
+            spec["view_dependent"] = "on" if spec["view_dependent"] else "off"
         fs = FieldSettings(**spec)  # NeRF-synthetic segment, a white background)
         st = FitSettings(**data["fit"])
         field = build_field(fs, bound, near=near, far=far)

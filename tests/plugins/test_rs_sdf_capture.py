@@ -248,10 +248,10 @@ def test_background_models():
 
 @pytest.mark.parametrize("mode", ["learned", "random", "black"])
 def test_fit_with_each_background_learns_and_the_checkpoint_keeps_it(capture, tmp_path, mode):
-    from geocert_rs_sdf.train import background_radius, resolve_background
+    from geocert_rs_sdf.train import background_radius, resolve_field
 
     train = load_split(capture, "train", white_bg=mode != "black")
-    fs = resolve_background(FieldSettings(**{**TINY_FIELD.__dict__, "background": mode}), train)
+    fs = resolve_field(FieldSettings(**{**TINY_FIELD.__dict__, "background": mode}), train)
     field = build_field(fs, train.bound, generator=torch.Generator().manual_seed(0), near=train.near, far=train.far,
                         background_radius=background_radius(train))
     assert field.background_model.mode == mode
@@ -276,10 +276,12 @@ def test_a_checkpoint_without_background_keys_loads_as_white(tmp_path):
     data = torch.load(path, weights_only=False)
     for k in ("near", "far", "background"):
         data["field"].pop(k)
+    data["field"]["view_dependent"] = False  # a flag before "auto"
     data["model"] = {k: v for k, v in data["model"].items() if not k.startswith("background_model.")}
     torch.save(data, path)
     back, fs, _, _ = load_checkpoint(path)
     assert back.background_model.mode == "white" and (back.near, back.far) == (2.0, 6.0)
+    assert fs.view_dependent == "off" and not back.view_dependent
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -289,7 +291,7 @@ def test_train_nerf_and_render_on_a_nerfstudio_capture(capture, tmp_path, capsys
     model = tmp_path / "model"
     assert cli(["train-nerf", str(capture), "--output", str(model), "--steps", "6", *TINY_ARGS]) == 0
     m = json.loads((model / "metrics.json").read_text())
-    assert m["background"] == "learned" and np.allclose(m["scene_box"]["center"], SHIFT, atol=1e-4)
+    assert m["background"] == "learned" and m["view_dependent"] == "on" and np.allclose(m["scene_box"]["center"], SHIFT, atol=1e-4)
     assert math.isfinite(m["test_psnr_object"]) and 0 <= m["background_opacity_mean"] <= 1
     out = tmp_path / "render"
     assert cli(["render", "--checkpoint", str(model / "checkpoint.pt"), "--output", str(out), "--orbit-frames", "2",
