@@ -11,7 +11,7 @@ nerfstudio and Instant-NGP write them):
   with intrinsics ``fl_x, fl_y, cx, cy, w, h`` (or ``camera_angle_x/y``) globally or per frame,
   ``camera_model`` PINHOLE / SIMPLE_PINHOLE / SIMPLE_RADIAL / RADIAL / OPENCV with ``k1, k2, k3, p1, p2``
   (the rays are undistorted, not the images), ``file_path`` with its extension (PNG or JPG, RGB or RGBA),
-  optional ``mask_path`` per frame, ``applied_transform`` (already applied to the poses, as nerfstudio
+  optional ``mask_path`` and ``geocert_mask_path`` per frame, ``applied_transform`` (already applied to the poses, as nerfstudio
   writes it: read and checked only). Splits: ``train_filenames`` / ``test_filenames`` (``val_filenames``
   when there is no test list) when present; otherwise nerfstudio's default rule (``eval_mode="fraction"``,
   ``train_split_fraction=0.9``): frames sorted by ``file_path``, ``ceil(0.9·N)`` training frames at
@@ -20,9 +20,10 @@ nerfstudio and Instant-NGP write them):
 The scene box (a cube ``centre ± bound``; the loader moves the poses so that the centre is the origin) and
 near/far come from :func:`scene_frame` (the rule is in its docstring).
 
-Masks and alpha: an RGBA image's alpha, or else a frame's mask (white = object, black = background, read
-as greyscale, > ½ is object), is the object's silhouette: it trains the opacity (``--mask-weight``), picks
-the foreground rays and lets render report PSNR on the object's pixels.
+Masks and alpha: an RGBA image's alpha, or else a frame's ``geocert_mask_path`` image (white = object,
+black = background, read as greyscale, > ½ is object), is the object's silhouette: it trains the opacity
+(``--mask-weight``), picks the foreground rays and lets render report PSNR on the object's pixels.
+nerfstudio's ``mask_path`` keeps nerfstudio's meaning: black pixels are ignored (never drawn in training).
 
 Every problem is reported as :class:`geocert.errors.InputError` whose message starts with the offending file.
 """
@@ -96,8 +97,9 @@ class Split:
     """One split of a scene.
 
     images: ``[V, H, W, 3]`` float32 RGB (an RGBA image composited on white, or black with
-    ``white_bg=False``); alpha: ``[V, H, W]`` float32 object coverage (an image's alpha, else its mask;
-    None unless every view has one); c2w: ``[V, 4, 4]`` camera-to-world, moved so that the box centre is
+    ``white_bg=False``); alpha: ``[V, H, W]`` float32 object coverage (an image's alpha, else its
+    ``geocert_mask_path`` silhouette; None unless every view has one); valid: ``[V, H, W]`` bool, False on
+    the pixels nerfstudio's ``mask_path`` masks out (None without such masks); c2w: ``[V, 4, 4]`` camera-to-world, moved so that the box centre is
     the origin; cameras: per-view intrinsics; bound: half-size of the scene box; near/far: the ray segment;
     center: the box centre in the file's coordinates (subtract it from a mesh in those coordinates); mesh:
     path of the ground-truth mesh or None; rgba: whether the images carry an alpha channel; format:
@@ -118,6 +120,7 @@ class Split:
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rgba: bool = True
     format: str = "nerf-synthetic"
+    valid: torch.Tensor | None = None
 
     @property
     def focal(self) -> Cameras:
@@ -340,6 +343,16 @@ def _downscale(a: np.ndarray, n: int) -> np.ndarray:
     return a.reshape(h // n, n, w // n, n, *a.shape[2:]).mean(axis=(1, 3))
 
 
+def _frame_mask(base: Path, name: Any, img: np.ndarray) -> np.ndarray:
+    """The 0/1 mask image ``base/name`` of a frame whose image is ``img``."""
+    mp = _frame_image_path(base, str(name))
+    mask = _read_mask(mp)
+    if mask.shape != img.shape[:2]:
+        raise InputError(f"{mp}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
+                         f"{img.shape[1]}x{img.shape[0]}")
+    return mask
+
+
 def _read_mask(path: Path) -> np.ndarray:
     from geocert.io import read_image
 
@@ -475,7 +488,7 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
     base = tf.parent
     if max_views is not None:
         frames = frames[:max_views]
-    images, alphas, poses, files, intr = [], [], [], [], []
+    images, alphas, poses, files, intr, valids = [], [], [], [], [], []
     size = None
     rgba = True
     for k, fr in enumerate(frames):
@@ -500,16 +513,15 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
             img = img[..., :3] * a[..., None] + bg * (1.0 - a[..., None])
         else:
             rgba = False
-        if fr.get("mask_path"):
-            mp = _frame_image_path(base, str(fr["mask_path"]))
-            mask = _read_mask(mp)
-            if mask.shape != img.shape[:2]:
-                raise InputError(f"{mp}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
-                                 f"{img.shape[1]}x{img.shape[0]}")
-            a = mask if a is None else a
+        if fr.get("geocert_mask_path"):
+            a = _frame_mask(base, fr["geocert_mask_path"], img) if a is None else a
+        ok = _frame_mask(base, fr["mask_path"], img) if fr.get("mask_path") else None
         if downscale > 1:
             img = _downscale(img, downscale)
             a = None if a is None else _downscale(a, downscale)
+            ok = None if ok is None else _downscale(ok, downscale)
+        if ok is not None:
+            valids.append(ok > 0.5)
         images.append(img)
         if a is not None:
             alphas.append(a.astype(np.float32))
@@ -528,8 +540,12 @@ def load_split(root: str | Path, split: str, *, max_views: int | None = None, wh
     mesh = meta.get("geocert_mesh") or box_meta.get("geocert_mesh")
     mesh_path = (base / mesh) if mesh and (base / mesh).is_file() else None
     alpha = torch.from_numpy(np.stack(alphas)) if len(alphas) == len(images) else None
+    if valids and len(valids) != len(images):
+        raise InputError(f"{tf}: {len(valids)} of {len(images)} frames of the {split} split have a mask_path; give "
+                         f"every frame one or none")
+    valid = torch.from_numpy(np.stack(valids)) if valids else None
     return Split(images=torch.from_numpy(np.stack(images)).float(), alpha=alpha,
                  c2w=torch.from_numpy(c2w).float(), cameras=Cameras(torch.from_numpy(params)),
                  height=int(height), width=int(width), bound=float(frame.bound), mesh=mesh_path, files=files,
                  near=float(frame.near), far=float(frame.far), center=tuple(float(v) for v in frame.center),
-                 rgba=rgba, format=fmt)
+                 rgba=rgba, format=fmt, valid=valid)

@@ -108,12 +108,13 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
 
     Every step draws ``st.rays`` random pixels of all training views (a ``foreground_fraction`` of them from
     the object's pixels, alpha or mask > 0.01, when the scene has alpha or masks; the rest, or all of them
-    without, uniformly from all pixels), recomputes the geometry grid (for
-    rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's autograd graph; the sharpness s is
-    annealed by :func:`sharpness_at`), renders and takes one
-    Adam step on the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the images' alpha or
-    masks, when they have them). The background behind the box is the field's ``background_model`` (a
-    random colour per ray for ``random``, with the target composited on it by the alpha). Runs on the field's device (rays, images and random draws there).
+    without, uniformly from all pixels; pixels that nerfstudio's ``mask_path`` masks out are never drawn),
+    recomputes the geometry grid (for rs-sdf: sigmoid → exact Gaussian blur → σ·Φ⁻¹, inside the step's
+    autograd graph; the sharpness s is annealed by :func:`sharpness_at`), renders and takes one Adam step on
+    the MSE (plus ``mask_weight`` × the MSE of the ray opacity against the alpha or masks, when there are
+    some). The background behind the box is the field's ``background_model`` (a random colour per ray for
+    ``random``, with the target composited on it by the alpha). Runs on the field's device (rays, images
+    and random draws there).
 
     ``checkpoint_fn(step, optimizer, loop_state)`` is called every ``checkpoint_every`` steps; ``loop_state``
     (the random generator, the empty-space bitfield and the loss average) handed back with ``start_step`` and
@@ -137,7 +138,12 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     colors = train.images.to(device).reshape(-1, 3)
     all_alpha = train.alpha.to(device).reshape(-1) if train.alpha is not None else None
     alpha = all_alpha if st.mask_weight > 0 else None
-    fg = (all_alpha > FOREGROUND_ALPHA).nonzero().squeeze(1) if all_alpha is not None else colors[:0, 0].long()
+    valid = train.valid.to(device).reshape(-1) if train.valid is not None else None  # nerfstudio's mask_path
+    pool = valid.nonzero().squeeze(1) if valid is not None else None
+    fg_pix = all_alpha > FOREGROUND_ALPHA if all_alpha is not None else None
+    if fg_pix is not None and valid is not None:
+        fg_pix = fg_pix & valid
+    fg = fg_pix.nonzero().squeeze(1) if fg_pix is not None else colors[:0, 0].long()
     n_fg = int(round(st.rays * st.foreground_fraction)) if len(fg) else 0
     bg_model = field.background_model
     near, far = field.near, field.far
@@ -159,7 +165,10 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
         field.sharpness = sharpness_at(step, st.steps, fs.sharpness, st.sharpness_start)
-        idx = torch.randint(0, dirs.shape[0], (st.rays,), generator=gen, device=device)
+        if pool is None:
+            idx = torch.randint(0, dirs.shape[0], (st.rays,), generator=gen, device=device)
+        else:
+            idx = pool[torch.randint(0, len(pool), (st.rays,), generator=gen, device=device)]
         if n_fg:
             idx[:n_fg] = fg[torch.randint(0, len(fg), (n_fg,), generator=gen, device=device)]
         state = field.geometry_state()

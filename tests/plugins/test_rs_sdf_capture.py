@@ -4,6 +4,7 @@ CLI, a tiny train-nerf + render on a nerfstudio scene, and tools/colmap_to_nerfs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -69,7 +70,7 @@ def make_capture(out: Path, n: int = 10, width: int = 24, height: int = 20, n_te
         write_image(out / "masks" / f"frame_{k:03d}.png", hit.astype(np.uint8) * 255)
         pose = c2w.copy()
         pose[:3, 3] += SHIFT
-        frames.append({"file_path": f"images/frame_{k:03d}.jpg", "mask_path": f"masks/frame_{k:03d}.png",
+        frames.append({"file_path": f"images/frame_{k:03d}.jpg", "geocert_mask_path": f"masks/frame_{k:03d}.png",
                        "fl_x": fl, "fl_y": fl * 1.02, "transform_matrix": pose.tolist()})
     write_ply(out / "mesh_gt.ply", verts + SHIFT, faces=faces)
     names = [f["file_path"] for f in frames]
@@ -153,6 +154,38 @@ def test_nerfstudio_loader_reads_per_frame_intrinsics_masks_split_and_centres_th
     assert torch.allclose(half.images[0], train.images[0].reshape(10, 2, 12, 2, 3).mean((1, 3)))
 
 
+def test_nerfstudio_mask_path_keeps_its_meaning_pixels_to_ignore(capture, tmp_path):
+    def ignore_masks(meta):
+        for f in meta["frames"]:
+            f["mask_path"] = f.pop("geocert_mask_path")
+
+    split = load_split(_edit(capture, tmp_path, ignore_masks), "train")
+    assert split.alpha is None and split.valid is not None and split.valid.dtype == torch.bool
+    assert torch.equal(split.valid, load_split(capture, "train").alpha > 0.5)
+    # training draws no ignored pixel: a field fitted on them only sees the object's pixels
+    fs = dataclasses.replace(TINY_FIELD, background="learned")
+    field = build_field(fs, split.bound, near=split.near, far=split.far)
+    drawn = []
+    import geocert_rs_sdf.train as train_mod
+
+    real = train_mod.render_rays
+
+    def spy(field_, state, o, d, **kw):
+        drawn.append(d.detach().clone())
+        return real(field_, state, o, d, **kw)
+
+    train_mod.render_rays = spy
+    try:
+        fit(field, fs, FitSettings(steps=3, rays=64), split, progress=False)
+    finally:
+        train_mod.render_rays = real
+    _, dirs = pixel_rays(split.c2w, split.height, split.width, split.cameras)
+    ok_dirs = dirs[split.valid]
+    for d in drawn:
+        dist = torch.cdist(d, ok_dirs).min(dim=1).values
+        assert float(dist.max()) < 2e-3  # (cdist round-off; neighbouring pixels are 0.03 apart)
+
+
 def test_nerfstudio_default_split_is_its_ninety_percent_rule(capture, tmp_path):
     def drop_lists(meta):
         meta.pop("train_filenames")
@@ -215,7 +248,7 @@ def test_images_of_mixed_sizes_and_random_background_without_alpha_are_refused(c
         load_split(scene, "train")
     def no_masks(meta):
         for f in meta["frames"]:
-            f.pop("mask_path")
+            f.pop("geocert_mask_path")
     scene = _edit(capture, tmp_path / "b", no_masks)
     out = tmp_path / "o"
     assert cli(["train-nerf", str(scene), "--output", str(out), "--background", "random", "--steps", "2",
