@@ -8,8 +8,9 @@ background colour, composited with the ray's remaining transmittance: rgb = opac
   same colour with its alpha (so a semi-transparent haze cannot hide by taking the background's colour);
   rendered on white. Needs alpha or masks.
 - ``learned``: an environment at a finite distance — the colour is a small MLP of the point where the ray
-  leaves a sphere of radius ``radius`` around the box centre (Fourier features of that point, which is the
-  view direction for a distant sky and moves with the camera for a nearer ground or walls). Without it, a
+  leaves a sphere of radius ``radius`` around the box centre and of the ray's direction (Fourier features
+  of both: the exit point is the view direction for a distant sky and moves with the camera for a nearer
+  ground or walls; the pair fixes the ray's line, so the MLP can place near background too). Without it, a
   real background must be painted onto the box's walls by the density, as floaters.
 """
 
@@ -24,6 +25,8 @@ __all__ = ["Background", "BACKGROUNDS", "sphere_exit", "fourier"]
 
 BACKGROUNDS = ("white", "black", "random", "learned")
 FREQUENCIES = 4  # Fourier octaves of the exit point
+DIR_FREQUENCIES = 2  # Fourier octaves of the direction
+HIDDEN = 64
 RADIUS_FACTOR = 2.0  # the environment sphere's radius, times the farthest camera's distance from the centre
 
 
@@ -48,7 +51,7 @@ class Background(nn.Module):
     """The background colour of rays. ``mode`` is one of :data:`BACKGROUNDS`; ``radius`` the environment
     sphere's radius (learned), stored with the weights."""
 
-    def __init__(self, mode: str = "white", radius: float = 10.0, hidden: int = 32,
+    def __init__(self, mode: str = "white", radius: float = 10.0, hidden: int = HIDDEN,
                  generator: torch.Generator | None = None):
         super().__init__()
         if mode not in BACKGROUNDS:
@@ -57,7 +60,7 @@ class Background(nn.Module):
         self.register_buffer("radius", torch.tensor(float(radius)))
         self.mlp = None
         if mode == "learned":
-            self.mlp = nn.Sequential(nn.Linear(3 + 6 * FREQUENCIES, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+            self.mlp = nn.Sequential(nn.Linear(6 + 6 * (FREQUENCIES + DIR_FREQUENCIES), hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                                      nn.ReLU(), nn.Linear(hidden, 3))
             with torch.no_grad():  # PyTorch's default uniform bounds, drawn from ``generator``
                 for lin in (m for m in self.mlp if isinstance(m, nn.Linear)):
@@ -74,7 +77,8 @@ class Background(nn.Module):
             return torch.rand(origins.shape[0], 3, generator=generator, device=origins.device, dtype=origins.dtype)
         if self.mode != "learned":
             return 1.0
-        return torch.sigmoid(self.mlp(fourier(sphere_exit(origins, dirs, self.radius))))
+        feats = torch.cat([fourier(sphere_exit(origins, dirs, self.radius)), fourier(dirs, DIR_FREQUENCIES)], -1)
+        return torch.sigmoid(self.mlp(feats))
 
     def parameters_to_train(self) -> list[nn.Parameter]:
         return [] if self.mlp is None else list(self.mlp.parameters())
