@@ -69,13 +69,14 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
 
     from geocert.io import write_ply
     from geocert.pipeline.run import open_run
+    from geocert_rs_sdf.carve import undecided_fraction
     from geocert_rs_sdf.cmd_train_nerf import object_metrics, train
     from geocert_rs_sdf.cmd_train_nerf import validate as validate_train
     from geocert_rs_sdf.data import Cameras, load_split, scene_format
     from geocert_rs_sdf.export import depth_image, extract_mesh, field_sdf_slice
     from geocert_rs_sdf.figures import SLICE_CONVENTION, sdf_slice_figure
     from geocert_rs_sdf.mesh_io import load_mesh
-    from geocert_rs_sdf.metrics import evaluate_views, mesh_chamfer
+    from geocert_rs_sdf.metrics import evaluate_views, mesh_quality
     from geocert_rs_sdf.render import orbit_poses, render_views, scene_up
     from geocert_rs_sdf.train import load_checkpoint
 
@@ -130,11 +131,11 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
 
     # geometry
     run_.save_image("depth.png", depth_image(ev["renders"][0]["depth"].numpy()))
-    values, extent, y = field_sdf_slice(field)
-    fig = sdf_slice_figure(values, extent, xlabel="x", ylabel="z", units="scene units",
+    values, extent, y, undecided = field_sdf_slice(field)
+    fig = sdf_slice_figure(values, extent, xlabel="x", ylabel="z", units="scene units", undecided=undecided,
                            title=f"learned RS-SDF ({fs.density}), {fs.grid_res}³ grid, y = {y:.3g} slice")
     run_.save_figure("sdf_slice.png", fig, dpi=110)
-    mesh_info, chamfer = None, None
+    mesh_info, chamfer, surface = None, None, None
     mesh = extract_mesh(field, cfg.mesh_res)
     if mesh is not None:
         verts, faces = mesh
@@ -143,10 +144,18 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
         if test.mesh is not None:
             gt = load_mesh(test.mesh)
             gt_vertices = gt.vertices - np.asarray(test.center)  # into the box's frame (centred on the origin)
-            chamfer = {**mesh_chamfer(verts, faces, gt_vertices, gt.faces, cfg.chamfer_points, cfg.seed),
-                       "points_per_mesh": cfg.chamfer_points, "gt_mesh": str(test.mesh),
-                       "scale": f"scene units (the scene box is [-bound, bound]^3, bound = {field.bound})",
-                       "definition": "L1 = (mean d(pred->gt) + mean d(gt->pred)) / 2, L2 = same with d^2"}
+            q = mesh_quality(verts, faces, gt_vertices, gt.faces, cfg.chamfer_points, cfg.seed)
+            chamfer = {k: q[k] for k in ("l1", "l2", "accuracy", "completeness", "points_per_mesh")}
+            chamfer.update({"gt_mesh": str(test.mesh), "distance": q["distance"],
+                            "scale": f"scene units (the scene box is [-bound, bound]^3, bound = {field.bound})",
+                            "definition": "points sampled by area on each mesh, exact distance to the other "
+                                          "mesh's triangles; accuracy = mean d(pred->gt), completeness = mean "
+                                          "d(gt->pred), L1 = their mean, L2 = the same with d^2"})
+            surface = {k: q[k] for k in ("accuracy_over_completeness", "beyond_1pct", "beyond_2pct", "bodies",
+                                         "body_areas", "object_size")}
+            surface["definition"] = ("beyond_Npct: share of the predicted area farther than N% of the object's "
+                                     "size (the GT bounding-box diagonal) from the GT surface; bodies: connected "
+                                     "pieces of mesh.ply, body_areas their area shares")
     rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * height
     orbit_opacity = torch.stack([o["opacity"] for o in orbit])
     metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density, "background": fs.background,
@@ -157,7 +166,8 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
                                  "share_of_pixels_above_0.5": round(float((orbit_opacity > 0.5).float().mean()), 5)},
                "per_view": ev["per_view"], "orbit_frames": cfg.orbit_frames, "videos": videos,
                "render_rays_per_second": round(rays / max(test_s + orbit_s, 1e-9), 1),
-               "mesh": mesh_info, "chamfer": chamfer,
+               "mesh": mesh_info, "chamfer": chamfer, "surface": surface,
+               "undecided_voxels": round(undecided_fraction(field), 5) if fs.density == "rs-sdf" else None,
                "sdf_slice": {"file": "sdf_slice.png", "colours": SLICE_CONVENTION},
                "trained_here": trained is not None, "threads": torch.get_num_threads(), "device": str(run_.device),
                "train_seconds": trained["train_seconds"] if trained else None,

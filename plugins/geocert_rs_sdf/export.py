@@ -30,13 +30,18 @@ def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 @torch.no_grad()
-def field_sdf_slice(field) -> tuple[np.ndarray, tuple[float, float, float, float], float]:
+def field_sdf_slice(field) -> tuple[np.ndarray, tuple[float, float, float, float], float, np.ndarray]:
     """The field's SDF (scene units, positive inside) on its voxel centres in the middle y plane, ``[X, Z]``,
-    the extent (x0, x1, z0, z1) of the box and the plane's y."""
+    the extent (x0, x1, z0, z1) of the box, the plane's y, and the undecided voxels of that plane ``[X, Z]``
+    (rs-sdf: base occupancy p̂ in ``carve.UNDECIDED_BAND``; plain: none)."""
+    from geocert_rs_sdf.carve import undecided_mask
+
     sdf = field.sdf_grid()
     b = float(field.bound)
     j = sdf.shape[1] // 2
-    return sdf[:, j, :].cpu().numpy().astype(np.float64), (-b, b, -b, b), -b + (j + 0.5) * field.voxel
+    und = (undecided_mask(field)[:, j, :].cpu().numpy() if field.density_mode == "rs-sdf"
+           else np.zeros(sdf[:, j, :].shape, dtype=bool))
+    return sdf[:, j, :].cpu().numpy().astype(np.float64), (-b, b, -b, b), -b + (j + 0.5) * field.voxel, und
 
 
 def depth_image(depth: np.ndarray) -> np.ndarray:

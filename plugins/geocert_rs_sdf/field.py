@@ -112,6 +112,8 @@ class RadianceField(nn.Module):
         else:
             init = math.log(init_density)
         self.logits = nn.Parameter(torch.full((self.grid_res,) * 3, init))
+        # space carving's decisions (geocert_rs_sdf.carve): +1 inside, −1 outside, 0 = the learned occupancy
+        self.register_buffer("fixed", torch.zeros((self.grid_res,) * 3, dtype=torch.int8))
         self.encoding = HashGrid(n_levels=hash_levels, log2_table=hash_log2, max_res=hash_max_res,
                                  bound=bound, generator=generator)
         n_in = self.encoding.out_dim + (9 if self.view_dependent else 0)
@@ -139,9 +141,18 @@ class RadianceField(nn.Module):
         return 0.5 * (lo + hi)
 
     # ---------------------------------------------------------------- geometry
+    def base_occupancy(self) -> torch.Tensor:
+        """The base classifier p̂ ``[X, X, X]``: sigmoid(θ), or 1 / 0 where space carving fixed a voxel inside /
+        outside (``fixed``; no gradient reaches θ there). Differentiable."""
+        p = torch.sigmoid(self.logits)
+        if bool(self.fixed.any()):
+            p = torch.where(self.fixed > 0, torch.ones_like(p), torch.where(self.fixed < 0, torch.zeros_like(p), p))
+        return p
+
     def smoothed_occupancy(self) -> torch.Tensor:
-        """p = sigmoid(θ) ∗ N(0, σ²) at the voxel centres ``[X, X, X]`` (rs-sdf; differentiable)."""
-        return smooth_occupancy(torch.sigmoid(self.logits), self.sigma)
+        """p = p̂ ∗ N(0, σ²) at the voxel centres ``[X, X, X]``, p̂ = :meth:`base_occupancy` (rs-sdf;
+        differentiable)."""
+        return smooth_occupancy(self.base_occupancy(), self.sigma)
 
     def geometry_state(self) -> torch.Tensor:
         """The per-step grid the density is read from: the smoothed occupancy p (rs-sdf) or the log-density

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from geocert_rs_sdf.background import Background
+from geocert_rs_sdf.carve import carve
 from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
@@ -28,6 +29,9 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "save_checkpoin
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
+CARVE_AT = (0.5, 0.7, 0.9, 1.0)  # space carving after these fractions of the run (rs-sdf, --carve)
+CARVE_MIN_STEPS = 1000
+CARVE_RAYS = 1_000_000  # at most this many training rays per carving pass (every k-th pixel per axis)
 FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
 
 
@@ -160,7 +164,10 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     def carried() -> dict:
         """What the loop carries from step to step besides the weights and the optimizer (for checkpoints)."""
         return {"rng": gen.get_state(), "skip": None if skip is None else skip.cpu(), "ema": ema,
-                "device_type": device.type}
+                "device_type": device.type, "carves": carves}
+    carve_steps = carve_schedule(st) if field.density_mode == "rs-sdf" else set()
+    carves = list(loop_state.get("carves") or [])
+    carve_idx = strided_pixels(c2w.shape[0], train.height, train.width, device) if carve_steps else None
     for step in range(start_step, st.steps):
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
@@ -186,6 +193,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         loss = torch.mean((out["rgb"] - target) ** 2)
         if alpha is not None:
             loss = loss + st.mask_weight * torch.mean((out["opacity"] - alpha[idx]) ** 2)
+        if st.sparsity > 0 and field.density_mode == "rs-sdf":
+            loss = loss + st.sparsity * torch.sigmoid(field.logits).mean()
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:  # (no sample of the batch in occupied space: nothing to update)
             loss.backward()
@@ -201,13 +210,36 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         bar.update(1)
         if log is not None and (step % 100 == 0 or step == st.steps - 1):
             log(step, stats)
+        if step + 1 in carve_steps:
+            info = carve(field, cam_origin[view_of_ray[carve_idx]], dirs[carve_idx], near=near, far=far,
+                         n_samples=fs.samples)
+            skip = field.skip_grid(field.geometry_state())
+            carves.append({"step": step + 1, **{k: v for k, v in info.items() if k != "carved"}})
         if checkpoint_fn is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
                 and step + 1 < st.steps:
             checkpoint_fn(step + 1, opt, carried())
     bar.close()
     field.sharpness = fs.sharpness
     return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
-            "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried()}
+            "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried(),
+            "carves": carves}
+
+
+def carve_schedule(st: FitSettings) -> set[int]:
+    """The steps after which :func:`~geocert_rs_sdf.carve.carve` runs: ``CARVE_AT`` of the run; none without
+    ``st.carve`` or in runs shorter than ``CARVE_MIN_STEPS`` (whose surfaces have not formed: a fog hides
+    what is behind it, and carving would fill it)."""
+    return {round(f * st.steps) for f in CARVE_AT} if st.carve and st.steps >= CARVE_MIN_STEPS else set()
+
+
+def strided_pixels(views: int, height: int, width: int, device, max_rays: int = CARVE_RAYS) -> torch.Tensor:
+    """Flat indices of every k-th pixel per axis of each view (k the smallest stride that keeps at most
+    ``max_rays`` rays), in the order ``fit`` flattens the training rays."""
+    k = max(1, math.ceil(math.sqrt(views * height * width / max_rays)))
+    rows = torch.arange(0, height, k, device=device)
+    cols = torch.arange(0, width, k, device=device)
+    base = torch.arange(views, device=device)[:, None, None] * (height * width)
+    return (base + rows[None, :, None] * width + cols[None, None, :]).reshape(-1)
 
 
 def save_checkpoint(path: str | Path, field: RadianceField, fs: FieldSettings, st: FitSettings, step: int,
@@ -248,7 +280,8 @@ def load_checkpoint(path: str | Path) -> tuple[RadianceField, FieldSettings, Fit
         st = FitSettings(**data["fit"])
         field = build_field(fs, bound, near=near, far=far)
         missing, unexpected = field.load_state_dict(data["model"], strict=False)
-        if unexpected or any(not k.startswith("background_model.") for k in missing):
+        # (checkpoints written before the learned background and space carving lack those: zeros / none)
+        if unexpected or any(not k.startswith("background_model.") and k != "fixed" for k in missing):
             raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise InputError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None

@@ -194,7 +194,8 @@ def test_fit_decreases_loss(scene, density):
     fs = FieldSettings(**{**TINY_FIELD.__dict__, "density": density})
     field = build_field(fs, 1.0, torch.Generator().manual_seed(0), init_sharpness=fs.sharpness)
     logs = []
-    fit(field, fs, FitSettings(steps=40, rays=256, lr=2e-2, grid_lr=0.1, foreground_fraction=0.0, sharpness_start=1.0), train, progress=False,
+    fit(field, fs, FitSettings(steps=40, rays=256, lr=2e-2, grid_lr=0.1, foreground_fraction=0.0, sharpness_start=1.0,
+                               carve=False), train, progress=False,
         log=lambda step, stats: logs.append(stats["loss"]))
     gen = torch.Generator().manual_seed(5)
     idx = torch.randint(0, 4 * 16 * 16, (512,), generator=gen)

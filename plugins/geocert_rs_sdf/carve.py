@@ -1,0 +1,112 @@
+"""Space carving of the occupancy grid from the training rays: the RS-SDF decided everywhere.
+
+Training rays stop at the first surface, so the colour and opacity losses never reach the voxels behind it:
+without help the occupancy there stays at its initial value, p̂ ≈ ½, the smoothed p hovers around ½ and its
+zero level (the exported mesh) grows sheets inside the object. Space carving decides those voxels from what
+the cameras saw, the classical visibility argument:
+
+* a voxel some training ray crosses before its median depth (transmittance T > ½ there) was **seen free**;
+  its occupancy stays what training made it;
+* a voxel the training rays reach, but only behind their median depth — hidden behind a surface from every
+  camera that looks at it — is **hidden**: it is fixed inside (p̂ = 1);
+* a voxel no training ray reaches (outside every view frustum, or beyond the rays' near/far range) is
+  **unseen**: nothing in the images supports matter there, so it is fixed outside (p̂ = 0).
+
+Fixed voxels are kept in the field's ``fixed`` grid (saved in checkpoints) and stay fixed; training no longer
+moves them. Only the base classifier changes (the occupancy p̂ before the blur); the SDF is still the certified
+radius of the Gaussian-smoothed occupancy, σ·Φ⁻¹(p̂ ∗ N(0, σ²)), now of a classifier that answers "inside"
+where the cameras could not see. That is the largest shape consistent with the views (the photo hull's
+convention): a cavity no camera looks into is filled.
+
+The seen-free / reached marks come from the training rays themselves (every ``stride``-th pixel of each view
+per axis), with the renderer's stratified samples at their stratum centres: a sample marks the voxel it lies
+in. Voxels are 2·bound/X wide and the samples are closer than that along each ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["visibility", "carve", "training_rays", "undecided_mask", "undecided_fraction", "UNDECIDED_BAND"]
+
+UNDECIDED_BAND = (0.25, 0.75)  # a voxel whose base occupancy p̂ lies in this band is counted as undecided
+
+
+@torch.no_grad()
+def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, *, near: float,
+               far: float, n_samples: int, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Visibility marks ``(reached, seen_free)``, bool ``[X, X, X]`` grids over the field's voxels, from rays
+    ``origins / dirs [R, 3]`` (unit directions) through the geometry ``state`` (``field.geometry_state()``).
+
+    reached: some sample of some ray lies in the voxel; seen_free: some sample with transmittance > ½ before
+    it (in front of the ray's median depth) lies in the voxel."""
+    from geocert_rs_sdf.render import _samples
+
+    res = field.logits.shape[0]
+    bound = float(field.bound)
+    device = state.device
+    reached = torch.zeros(res**3, dtype=torch.bool, device=device)
+    free = torch.zeros(res**3, dtype=torch.bool, device=device)
+    for i in range(0, origins.shape[0], chunk):
+        o, d = origins[i:i + chunk].to(device), dirs[i:i + chunk].to(device)
+        t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
+        pts = o[:, None, :] + t[..., None] * d[:, None, :]
+        density = field.density(pts.reshape(-1, 3), state).reshape(t.shape)
+        tau = density * dt
+        trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))
+        cell = torch.floor((pts + bound) * (res / (2.0 * bound))).long()
+        inside = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
+        flat = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2])
+        reached[flat[inside]] = True
+        free[flat[inside & (trans > 0.5)]] = True
+    return reached.reshape(res, res, res), free.reshape(res, res, res)
+
+
+@torch.no_grad()
+def carve(field, origins: torch.Tensor, dirs: torch.Tensor, *, near: float, far: float, n_samples: int,
+          chunk: int = 8192) -> dict[str, Any]:
+    """Space-carve ``field`` from the rays (see the module docstring): hidden voxels are fixed inside, unseen
+    ones outside (``field.fixed``; a voxel once fixed stays fixed). A no-op for the plain density. Returns the
+    share of each class and of the undecided voxels before and after."""
+    if field.density_mode != "rs-sdf":
+        return {"carved": False}
+    before = undecided_fraction(field)
+    reached, free = visibility(field, field.geometry_state(), origins, dirs, near=near, far=far,
+                               n_samples=n_samples, chunk=chunk)
+    open_ = field.fixed == 0
+    hidden = reached & ~free & open_
+    unseen = ~reached & open_
+    field.fixed[hidden] = 1
+    field.fixed[unseen] = -1
+    total = field.fixed.numel()
+    return {"carved": True, "rays": int(origins.shape[0]),
+            "hidden_fraction": round(hidden.sum().item() / total, 5),
+            "unseen_fraction": round(unseen.sum().item() / total, 5),
+            "seen_free_fraction": round(free.sum().item() / total, 5),
+            "fixed_fraction": round((field.fixed != 0).sum().item() / total, 5),
+            "undecided_before": round(before, 5), "undecided_after": round(undecided_fraction(field), 5)}
+
+
+@torch.no_grad()
+def undecided_mask(field) -> torch.Tensor:
+    """Voxels whose base occupancy p̂ (``field.base_occupancy()``) lies in ``UNDECIDED_BAND`` (bool
+    ``[X, X, X]``)."""
+    p = field.base_occupancy()
+    return (p > UNDECIDED_BAND[0]) & (p < UNDECIDED_BAND[1])
+
+
+def undecided_fraction(field) -> float:
+    """Share of voxels whose base occupancy p̂ lies in ``UNDECIDED_BAND``."""
+    return undecided_mask(field).float().mean().item()
+
+
+def training_rays(split, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins and directions ``[R, 3]`` of every ``stride``-th pixel (per axis) of each view of ``split``."""
+    from geocert_rs_sdf.data import pixel_rays
+
+    camera = split.cameras if hasattr(split, "cameras") else split.focal
+    o, d = pixel_rays(split.c2w, split.height, split.width, camera)
+    o, d = o[:, ::stride, ::stride], d[:, ::stride, ::stride]
+    return o.reshape(-1, 3), d.reshape(-1, 3)
