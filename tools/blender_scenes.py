@@ -431,7 +431,6 @@ def blender_main(args: argparse.Namespace) -> None:
         target = (0.0, 0.0, 0.55 * NS_HALF)
         jobs = [(f"frame_{i + 1:05d}", pose) for i, pose in enumerate(capture_poses(n, rng, target))]
         meta.update(margin=margin, size=args.size, n_test=args.n_test)
-        # the object mask: a second pass with the ground and sky held out
     meta["open_edges"] = open_edges
     meta["poses"] = {name: pose for name, pose in jobs}
     _bl_dump_mesh(obj, raw / "mesh.json")
