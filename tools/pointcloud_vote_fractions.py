@@ -4,6 +4,8 @@ certify-pc's defaults need: τ = 0.75, n = 1000, α = 0.001, Holm over 2048 poin
 
 With ``--calibrate bias|linear`` each checkpoint is first calibrated on the training shapes with the same
 ``calibrate_part_biases`` that ``train-pc --calibrate`` runs (``--save`` writes the calibrated checkpoint).
+``--ensemble`` scores one model instead: the mean log-softmax of all the checkpoints (their calibrated
+priors removed), calibrated jointly with ``--calibrate linear``.
 
     python tools/pointcloud_vote_fractions.py CKPT [CKPT ...] --split val --draws 200 [--calibrate linear]
 """
@@ -33,6 +35,60 @@ class Args:
     calibration_cut: float = 0.82
     save: Path | None = None
     """With --calibrate and one checkpoint: write the calibrated checkpoint here."""
+    ensemble: bool = False
+    """Score the ensemble of the checkpoints (mean log-softmax over their category parts, their own priors
+    removed, one linear prior calibrated on top) instead of each checkpoint."""
+
+
+class Ensemble:
+    """Mean log-softmax of several part segmenters over each cloud's category parts, plus a spatial prior."""
+
+    def __init__(self, members):
+        import torch
+
+        self.members = members
+        self.prior = torch.nn.Linear(3, members[0].num_parts).requires_grad_(False)
+        torch.nn.init.zeros_(self.prior.weight)
+        torch.nn.init.zeros_(self.prior.bias)
+
+    def eval(self):
+        return self
+
+    def __call__(self, points, category):
+        import torch
+        from geocert_pointcloud.model import part_mask
+
+        mask = part_mask(category.cpu())[:, None, :]
+        logp = [torch.log_softmax(m(points, category).masked_fill(~mask, -1e9), -1) for m in self.members]
+        return sum(logp) / len(logp) + self.prior(points[..., :3])
+
+
+def ensemble(paths, args: Args, data: Path):
+    """The jointly calibrated ensemble of ``paths`` and the first checkpoint's dict."""
+    import geocert_pointcloud.train as train_lib
+    import torch
+    from geocert_pointcloud.data import load_shapes
+    from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint
+
+    members, ckpt = [], None
+    for path in paths:
+        model, c = load_checkpoint(path)
+        ckpt = ckpt or c
+        if model.prior is not None:
+            torch.nn.init.zeros_(model.prior.weight)
+            torch.nn.init.zeros_(model.prior.bias)
+        members.append(fuse_batchnorm(model))
+    ens = Ensemble(members)
+    shapes = load_shapes(data, split="train", num_shapes=0, num_points=ckpt["num_points"], seed=0)
+    pts, lab, cat = train_lib.stack_shapes(shapes)
+    fuse = train_lib.fuse_batchnorm
+    train_lib.fuse_batchnorm = lambda m: m  # the members are folded already
+    try:
+        train_lib.calibrate_part_biases(ens, pts, lab, cat, sigma=ckpt["sigma"], draws=64, cut=args.calibration_cut,
+                                        generator=torch.Generator().manual_seed(args.seed), linear=True)
+    finally:
+        train_lib.fuse_batchnorm = fuse
+    return ens, ckpt
 
 
 def calibrated(model, ckpt: dict, args: Args, data: Path):
@@ -68,15 +124,21 @@ def main() -> None:
     args = tyro.cli(Args)
     torch.set_num_threads(1)
     data = args.data or default_dataset()
-    for path in args.checkpoints:
-        model, ckpt = load_checkpoint(path)
-        if args.calibrate != "off":
+    if args.ensemble:
+        ens, ckpt = ensemble(args.checkpoints, args, data)
+    for path in ((" + ".join(map(str, args.checkpoints)),) if args.ensemble else args.checkpoints):
+        if args.ensemble:
+            model = ens
+        else:
+            model, ckpt = load_checkpoint(path)
+        if args.calibrate != "off" and not args.ensemble:
             model = calibrated(model, ckpt, args, data)
             if args.save is not None:
                 save_checkpoint(args.save, model, sigma=ckpt["sigma"], num_points=ckpt["num_points"],
                                 categories=ckpt["categories"], train_config=ckpt["train_config"],
                                 metrics=ckpt["metrics"], rotation_sigma_deg=ckpt.get("rotation_sigma_deg", 0.0))
-        model = fuse_batchnorm(model)
+        if not args.ensemble:
+            model = fuse_batchnorm(model)
         shapes = load_shapes(data, split=args.split, num_shapes=args.num_shapes, num_points=ckpt["num_points"],
                              seed=0)
         gen = torch.Generator().manual_seed(args.seed)

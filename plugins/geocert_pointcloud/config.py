@@ -18,7 +18,8 @@ PLUGIN_VERSION = "0.1.0"
 
 @dataclasses.dataclass(frozen=True)
 class TrainPcConfig:
-    """Train a PointNet part-segmentation base model f_σ with Gaussian noise of σ on xyz (ShapeNet-part)."""
+    """Train a part-segmentation base model f_σ (PointNet with a voxel neighbourhood stage, or plain PointNet)
+    with Gaussian noise of σ on xyz (ShapeNet-part)."""
 
     data: tyro.conf.Positional[Path | None] = None
     """ShapeNet-part folder (shapenetcore_partanno_segmentation_benchmark_v0_normal layout). Default: the
@@ -27,18 +28,20 @@ class TrainPcConfig:
     """Output folder: model.pt (checkpoint with its config), metrics.json, config.json."""
     sigma: float = 0.25
     """Std of the Gaussian noise added to every xyz coordinate during training (unit-sphere units)."""
-    epochs: int = 30
+    epochs: int = 60
     """Training epochs over the train split."""
     batch_size: int = 8
     """Clouds per optimisation step."""
     lr: float = 3e-3
     """Adam learning rate (cosine-decayed to 5% over the run)."""
-    arch: Literal["pointnet", "voxel"] = "pointnet"
+    arch: Literal["pointnet", "voxel"] = "voxel"
     """Base network: `pointnet` (each point's own features plus a max-pooled global feature) or `voxel`
     (PointNet with a local neighbourhood stage: first-layer features averaged in the cells of a
     --voxel-resolution³ grid with each cell's point density, a 3×3×3 convolution, read back at each point)."""
     voxel_resolution: int = 8
     """Grid cells per axis of --arch voxel's neighbourhood stage (over [-1.5, 1.5]³)."""
+    voxel_depth: int = 1
+    """3×3×3 convolutions of --arch voxel's neighbourhood stage (each widens it by one cell)."""
     width: int = 32
     """PointNet width w: encoder 3→w→w→2w→4w, head →2w→w→parts."""
     num_points: int = 2048

@@ -50,13 +50,17 @@ class VoxelPool(nn.Module):
     ``forward(xyz [B, N, 3], feats [B, N, C]) -> [B, N, out_channels]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, resolution: int = 8, extent: float = 1.5):
+    def __init__(self, in_channels: int, out_channels: int, resolution: int = 8, extent: float = 1.5,
+                 depth: int = 1):
         super().__init__()
-        if resolution < 2:
-            raise ValueError(f"resolution must be >= 2, got {resolution}")
+        if resolution < 2 or depth < 1:
+            raise ValueError(f"resolution must be >= 2 and depth >= 1, got {resolution}, {depth}")
         self.resolution, self.extent = resolution, extent
         self.conv = nn.Conv3d(in_channels + 1, out_channels, 3, padding=1)
         self.bn = nn.BatchNorm3d(out_channels)
+        # further 3×3×3 convolutions (each widens the neighbourhood by one cell)
+        self.more = nn.ModuleList(nn.Conv3d(out_channels, out_channels, 3, padding=1) for _ in range(depth - 1))
+        self.more_bn = nn.ModuleList(nn.BatchNorm3d(out_channels) for _ in range(depth - 1))
 
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         b, n, c = feats.shape
@@ -69,6 +73,8 @@ class VoxelPool(nn.Module):
         grid = torch.cat([sums / count.clamp(min=1), count * (r ** 3 / n)], dim=-1)  # mean features, density
         grid = grid.reshape(b, r, r, r, c + 1).permute(0, 4, 1, 2, 3)  # [B, C+1, x, y, z]
         grid = torch.relu(self.bn(self.conv(grid)))  # [B, out, x, y, z]
+        for conv, bn in zip(self.more, self.more_bn, strict=True):
+            grid = torch.relu(bn(conv(grid)))
         # trilinear read-back at each point (grid_sample's last coordinate indexes the first grid axis)
         where = (xyz[..., :3].flip(-1) / e).reshape(b, n, 1, 1, 3)
         out = nn.functional.grid_sample(grid, where, mode="bilinear", padding_mode="border", align_corners=False)
@@ -94,12 +100,13 @@ class PointNetPartSeg(nn.Module):
 
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
                  in_channels: int = 3, spatial_prior: bool = False, arch: str = "pointnet",
-                 voxel_resolution: int = 8):
+                 voxel_resolution: int = 8, voxel_depth: int = 1):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
-        self.in_channels, self.arch, self.voxel_resolution = in_channels, arch, voxel_resolution
+        self.in_channels, self.arch = in_channels, arch
+        self.voxel_resolution, self.voxel_depth = voxel_resolution, voxel_depth
         self.prior: nn.Linear | None = None
         if spatial_prior:
             self.prior = nn.Linear(3, num_parts)
@@ -108,7 +115,7 @@ class PointNetPartSeg(nn.Module):
             self.prior.requires_grad_(False)
         w = width
         loc = w if arch == "voxel" else 0  # channels of the local stage
-        self.local = VoxelPool(w, w, resolution=voxel_resolution) if arch == "voxel" else None
+        self.local = VoxelPool(w, w, resolution=voxel_resolution, depth=voxel_depth) if arch == "voxel" else None
         self.enc1 = _mlp([in_channels, w, w])
         self.enc2 = _mlp([w + loc, 2 * w])
         self.enc3 = _mlp([2 * w, 4 * w])
@@ -163,6 +170,9 @@ def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
     if fused.local is not None:
         _fold(fused.local.conv, fused.local.bn)
         fused.local.bn = nn.Identity()
+        for i, (conv, bn) in enumerate(zip(fused.local.more, fused.local.more_bn, strict=True)):
+            _fold(conv, bn)
+            fused.local.more_bn[i] = nn.Identity()
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused
@@ -174,7 +184,8 @@ def build_model(spec: dict) -> PointNetPartSeg:
                            num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)),
                            spatial_prior=bool(spec.get("spatial_prior", False)),
                            arch=str(spec.get("arch", "pointnet")),
-                           voxel_resolution=int(spec.get("voxel_resolution", 8)))
+                           voxel_resolution=int(spec.get("voxel_resolution", 8)),
+                           voxel_depth=int(spec.get("voxel_depth", 1)))
 
 
 def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,
@@ -228,7 +239,8 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     buf = io.BytesIO()
     torch.save({
         "format": CHECKPOINT_FORMAT,
-        "model": {"arch": model.arch, "voxel_resolution": model.voxel_resolution, "width": model.width, "num_parts": model.num_parts,
+        "model": {"arch": model.arch, "voxel_resolution": model.voxel_resolution,
+                  "voxel_depth": model.voxel_depth, "width": model.width, "num_parts": model.num_parts,
                   "num_categories": model.num_categories, "in_channels": model.in_channels,
                   "spatial_prior": model.prior is not None},
         "normals": model.in_channels == 6,

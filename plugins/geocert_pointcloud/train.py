@@ -27,8 +27,9 @@ __all__ = ["train_model", "evaluate_model", "calibrate_part_biases", "stack_shap
            "noise_loss", "noisy_part_logits", "DEFAULT_MODEL_VERSION"]
 
 # version of the model `geocert train-pc` trains with its defaults; the `--checkpoint auto` cache file name
-# carries it, so a change of the defaults retrains the cached default model (2: certification-aware training)
-DEFAULT_MODEL_VERSION = 2
+# carries it, so a change of the defaults retrains the cached default model (2: certification-aware training;
+# 3: --arch voxel, 60 epochs)
+DEFAULT_MODEL_VERSION = 3
 
 
 def stack_shapes(shapes: list[Shape]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

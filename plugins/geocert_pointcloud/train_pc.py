@@ -27,6 +27,7 @@ def validate(cfg) -> None:
         check_positive_int(getattr(cfg, name), name)
     if cfg.voxel_resolution < 2:
         raise ParameterError(f"--voxel-resolution must be >= 2, got {cfg.voxel_resolution}")
+    check_positive_int(cfg.voxel_depth, "voxel_depth")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"--lr must be > 0, got {cfg.lr}")
     if not (math.isfinite(cfg.scale_jitter) and 0 <= cfg.scale_jitter < 1):
@@ -82,7 +83,7 @@ def run(cfg) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
                             spatial_prior=cfg.calibrate == "linear", arch=cfg.arch,
-                            voxel_resolution=cfg.voxel_resolution)
+                            voxel_resolution=cfg.voxel_resolution, voxel_depth=cfg.voxel_depth)
     pts, lab, cat = stack_shapes(train_shapes)
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,

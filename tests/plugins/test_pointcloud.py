@@ -661,9 +661,10 @@ def test_certify_pc_refuses_a_category_the_model_never_saw(tiny_dataset, trained
 # ------------------------------------------------------------------ local-feature model and MACER loss
 
 
-def _voxel_model(resolution: int = 6) -> PointNetPartSeg:
+def _voxel_model(resolution: int = 6, depth: int = 2) -> PointNetPartSeg:
     torch.manual_seed(0)
-    model = PointNetPartSeg(width=8, arch="voxel", voxel_resolution=resolution, spatial_prior=True)
+    model = PointNetPartSeg(width=8, arch="voxel", voxel_resolution=resolution, voxel_depth=depth,
+                            spatial_prior=True)
     model.train()
     with torch.no_grad():  # non-trivial BatchNorm running statistics
         for _ in range(3):
@@ -705,18 +706,19 @@ def test_voxel_pool_is_local_and_density_invariant():
 
         torch.testing.assert_close(with_point(1.3, 1.0), with_point(1.3, 5.0))  # corner cells 0-2, it: 5
         assert not torch.allclose(with_point(-1.2, 1.0), with_point(-1.2, 5.0))
-    with pytest.raises(ValueError):
-        VoxelPool(4, 5, resolution=1)
+    for bad in ({"resolution": 1}, {"depth": 0}):
+        with pytest.raises(ValueError):
+            VoxelPool(4, 5, **bad)
 
 
 def test_voxel_checkpoint_roundtrip_and_old_or_unknown_checkpoints(tmp_path, capsys):
     from geocert_pointcloud.model import load_checkpoint, save_checkpoint
 
-    model = _voxel_model(resolution=5)
+    model = _voxel_model(resolution=5, depth=3)
     save_checkpoint(tmp_path / "v.pt", model, sigma=0.25, num_points=50, categories=["Knife"], train_config={},
                     metrics={})
     loaded, ckpt = load_checkpoint(tmp_path / "v.pt")
-    assert ckpt["model"]["arch"] == "voxel" and loaded.voxel_resolution == 5
+    assert ckpt["model"]["arch"] == "voxel" and (loaded.voxel_resolution, loaded.voxel_depth) == (5, 3)
     x, cat = torch.randn(2, 50, 3), torch.tensor([7, 7])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, cat), model(x, cat))
