@@ -35,6 +35,9 @@ class Args:
     calibration_cut: float = 0.82
     save: Path | None = None
     """With --calibrate and one checkpoint: write the calibrated checkpoint here."""
+    per_part: bool = False
+    """Also print per part: its share of the points, the share of its points above the cut (certified right)
+    and of its points whose top part is another one above the cut (stably wrong)."""
     ensemble: bool = False
     """Score the ensemble of the checkpoints (mean log-softmax over their category parts, their own priors
     removed, one linear prior calibrated on top) instead of each checkpoint."""
@@ -116,7 +119,7 @@ def calibrated(model, ckpt: dict, args: Args, data: Path):
 def main() -> None:
     import numpy as np
     import torch
-    from geocert_pointcloud.data import CATEGORIES, load_shapes
+    from geocert_pointcloud.data import CATEGORIES, NUM_PARTS, load_shapes
     from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint, part_mask, save_checkpoint
     from geocert_pointcloud.scenes import default_dataset
     from geocert_pointcloud.train import noisy_part_logits, stack_normals, stack_shapes
@@ -143,21 +146,33 @@ def main() -> None:
                              seed=0)
         gen = torch.Generator().manual_seed(args.seed)
         per_cat: dict[str, list[np.ndarray]] = {}
+        per_part: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
         with torch.inference_mode():
             for sh in shapes:
                 pts, lab, cat = stack_shapes([sh])
                 nrm = stack_normals([sh]) if ckpt.get("normals") else None
-                hits = torch.zeros(pts.shape[1])
+                votes = torch.zeros(pts.shape[1], NUM_PARTS)
                 for start in range(0, args.draws, args.batch_size):
                     k = min(args.batch_size, args.draws - start)
                     z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=ckpt["sigma"], draws=k,
                                           generator=gen, normals=nrm)[0]
-                    hits += (z.argmax(-1) == lab).float().sum(0)
-                per_cat.setdefault(sh.category, []).append((hits / args.draws).numpy())
+                    votes += torch.nn.functional.one_hot(z.argmax(-1), NUM_PARTS).sum(0).float()
+                frac = (votes.gather(1, lab[0][:, None])[:, 0] / args.draws).numpy()
+                wrong = ((votes.amax(1) / args.draws > args.cut) & (votes.argmax(1) != lab[0])).numpy()
+                per_cat.setdefault(sh.category, []).append(frac)
+                for part in np.unique(sh.labels):
+                    m = sh.labels == part
+                    per_part.setdefault((sh.category, int(part)), []).append(
+                        (int(m.sum()), int((frac[m] > args.cut).sum()), int(wrong[m].sum())))
         allp = np.concatenate([np.concatenate(v) for v in per_cat.values()])
         cats = " ".join(f"{c[:5]} {np.mean(np.concatenate(per_cat[c]) > args.cut):.2f}"
                         for c in CATEGORIES if c in per_cat)
         print(f"{path}: p>{args.cut} {np.mean(allp > args.cut):.3f}  mean p {allp.mean():.3f} | {cats}", flush=True)
+        if args.per_part:
+            for (c, part), rows in sorted(per_part.items()):
+                n, right, wrong = np.sum(rows, axis=0)
+                print(f"  {c:<9} part {part:2d}: share {n / allp.size:.3f}  certified right {right / n:.2f}  "
+                      f"stably wrong {wrong / n:.2f}")
 
 
 if __name__ == "__main__":
