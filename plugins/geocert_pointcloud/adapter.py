@@ -2,7 +2,8 @@
 
 Accepted models (``--model``, see :func:`geocert.pipeline.models.load_model`):
 
-- a geocert ``train-pc`` checkpoint (PointNet, ``forward(points, category)``; its own input channels);
+- a geocert ``train-pc`` checkpoint (PointNet or PointNet + voxel stage, ``forward(points, category)``; its own
+  input channels);
 - a TorchScript file or ``package.module:factory``: ``forward(points)`` with ``points [B, N, 3]`` float32,
   normalized as geocert normalizes clouds (centred, inside the unit sphere), or ``[B, N, 6]`` with the
   unperturbed unit normals appended when ``--normals`` is given. It returns logits ``[B, N, 50]`` over

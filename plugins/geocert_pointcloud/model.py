@@ -3,7 +3,8 @@
 The network follows PointNet's segmentation branch without the input/feature T-Nets (ShapeNet-part shapes
 are in a canonical pose): a shared per-point MLP, a max-pooled global feature, the one-hot category, and a
 per-point head. The head's first layer is split into a per-point part and a per-cloud part, so the global
-feature and the category are projected once per cloud instead of once per point.
+feature and the category are projected once per cloud instead of once per point. ``arch="voxel"`` (the
+``train-pc`` default) adds a local neighbourhood stage, :class:`VoxelPool`, after the first layer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
+__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "smoke_model", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
            "model_input", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
@@ -141,6 +142,29 @@ class PointNetPartSeg(nn.Module):
 
 
 ARCHS = ("pointnet", "voxel")
+
+
+class _CategoryFree(nn.Module):
+    """A geocert network behind the user-model contract: ``forward(points [B, N, 3]) -> logits [B, N, 50]``
+    (the category one-hot left at zero)."""
+
+    def __init__(self, net: PointNetPartSeg):
+        super().__init__()
+        self.net = net
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.net(points, torch.full(points.shape[:1], -1, dtype=torch.long, device=points.device))
+
+
+def smoke_model() -> nn.Module:
+    """``certify-pc --model geocert_pointcloud.model:smoke_model``: an untrained, seeded width-8 voxel network
+    behind the user-model contract — a model that costs no training, for smoke runs of the command."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        return _CategoryFree(PointNetPartSeg(width=8, arch="voxel")).eval()
+    finally:
+        torch.random.set_rng_state(gen_state)
 
 
 @torch.no_grad()

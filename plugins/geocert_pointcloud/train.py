@@ -1,4 +1,4 @@
-"""Training the PointNet base model f_σ under Gaussian xyz noise (the library; the command is train_pc.py)."""
+"""Training the base model f_σ (PointNet, optionally with a voxel neighbourhood stage) under Gaussian xyz noise (the library; the command is train_pc.py)."""
 
 from __future__ import annotations
 

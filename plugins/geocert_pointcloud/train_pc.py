@@ -1,4 +1,5 @@
-"""``geocert train-pc``: train the PointNet base model f_σ under Gaussian xyz noise and save a checkpoint.
+"""``geocert train-pc``: train the base model f_σ (PointNet + voxel neighbourhood stage by default) under
+Gaussian xyz noise and save a checkpoint.
 
 Validates every option, then opens a staged run (a failed or interrupted training leaves nothing in
 --output), trains with :func:`geocert_pointcloud.train.train_model` (optionally calibrates), evaluates on the

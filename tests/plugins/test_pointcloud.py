@@ -753,3 +753,32 @@ def test_macer_loss_pushes_only_right_points_below_the_margin():
     term.backward()
     g = logits.grad[0, 0].abs().sum(-1)
     assert g[1] > 0 and float(g[0]) == 0.0 and float(g[2]) == 0.0
+
+
+def test_checkpoint_auto_trains_the_default_once_under_the_model_version(tiny_dataset, tmp_path, monkeypatch):
+    """`--checkpoint auto` trains train-pc's defaults once into the cache (file name carrying the dataset and
+    model versions) and reuses the file; the training is shrunk here, the configuration it gets is checked."""
+    import dataclasses
+
+    import geocert_pointcloud.train_pc as train_pc
+    from geocert_pointcloud.config import TrainPcConfig
+    from geocert_pointcloud.default_model import default_checkpoint
+    from geocert_pointcloud.train import DEFAULT_MODEL_VERSION
+
+    monkeypatch.setenv("GEOCERT_CACHE", str(tmp_path / "cache"))
+    real_run, seen = train_pc.run, []
+
+    def tiny_run(cfg):
+        seen.append(cfg)
+        return real_run(dataclasses.replace(cfg, data=tiny_dataset, epochs=1, width=8, num_points=128,
+                                            train_points=64, calibration_draws=2))
+
+    monkeypatch.setattr(train_pc, "run", tiny_run)
+    out = tmp_path / "cert"
+    assert cli(["certify-pc", str(tiny_dataset), "--checkpoint", "auto", "--output", str(out), "--num-shapes", "1",
+                "--num-points", "128", "--n0", "4", "--n", "40", "--tau", "0.6", "--alpha", "0.1"]) == 0
+    assert len(seen) == 1 and seen[0] == TrainPcConfig(output=seen[0].output)  # the defaults, nothing else
+    path = default_checkpoint()  # cached: no second training
+    assert len(seen) == 1 and path.name.endswith(f"_m{DEFAULT_MODEL_VERSION}.pt")
+    assert path.parent == tmp_path / "cache" / "pointcloud" / "models"
+    assert json.loads((out / "metrics.json").read_text())["certified_accuracy"] >= 0
