@@ -142,8 +142,14 @@ def test_hostile_input_files(command, tmp_path, capsys):
 
 def test_interrupted_dataset_run_resumes_to_the_same_result(tmp_path):
     """SIGINT mid-run (after the first finished shape), then rerun: the same labels as an uninterrupted run."""
-    args = ["certify-pc", "--model", "auto", "--num-shapes", "4", "--num-points", "256", "--n0", "4",
-            "--n", "400", "--tau", "0.6", "--alpha", "0.1", "--batch-size", "20"]
+    # a one-epoch model of the default architecture and size (`--model auto` would train the default: minutes)
+    model = tmp_path / "model"
+    train = ["train-pc", "--output", str(model), "--epochs", "1", "--max-train-shapes", "16", "--eval-shapes", "4",
+             "--calibrate", "off"]
+    trained = subprocess.run([sys.executable, "-m", "geocert.cli", *train], capture_output=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    args = ["certify-pc", "--model", str(model / "model.pt"), "--num-shapes", "4", "--num-points", "256",
+            "--n0", "4", "--n", "400", "--tau", "0.6", "--alpha", "0.1", "--batch-size", "20"]
     cmd = [sys.executable, "-m", "geocert.cli", *args]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert subprocess.run([*cmd, "--output", str(whole)], capture_output=True, timeout=300).returncode == 0
