@@ -34,7 +34,7 @@ EXPECTED = {
     "train-seg": ["Training", "Test scores"],
     "train-denoiser": ["Training"],
     "sdf": ["SDF slices", "Zero-level mesh (3D)", "Error against the exact signed distance"],
-    "render": ["Test views: rendered vs ground truth", "PSNR / SSIM / Chamfer", "Orbit", "SDF slice and depth"],
+    "render": ["Test views: rendered vs ground truth", "PSNR / SSIM / surface", "Orbit", "SDF slice and depth"],
     "train-nerf": ["Training", "Test views: PSNR / SSIM"],
     "segment2d": ["Image, scribbles and mask", "Connectivity"],
 }

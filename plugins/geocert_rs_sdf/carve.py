@@ -97,9 +97,19 @@ def undecided_mask(field) -> torch.Tensor:
     return (p > UNDECIDED_BAND[0]) & (p < UNDECIDED_BAND[1])
 
 
-def undecided_fraction(field) -> float:
-    """Share of voxels whose base occupancy p̂ lies in ``UNDECIDED_BAND``."""
-    return undecided_mask(field).float().mean().item()
+def undecided_fraction(field, off_surface: bool = False) -> float:
+    """Share of voxels whose base occupancy p̂ lies in ``UNDECIDED_BAND``; with ``off_surface``, only those
+    that are not part of a surface's transition (no decided-inside and decided-outside voxel both among
+    their 26 neighbours): undecided *regions* rather than the one-voxel layer a surface passes through."""
+    und = undecided_mask(field)
+    if off_surface:
+        import torch.nn.functional as F
+
+        p = field.base_occupancy().detach()[None, None]
+        near_in = F.max_pool3d((p > UNDECIDED_BAND[1]).float(), 3, stride=1, padding=1)[0, 0] > 0
+        near_out = F.max_pool3d((p < UNDECIDED_BAND[0]).float(), 3, stride=1, padding=1)[0, 0] > 0
+        und = und & ~(near_in & near_out)
+    return und.float().mean().item()
 
 
 def training_rays(split, stride: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -167,7 +167,12 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
                "per_view": ev["per_view"], "orbit_frames": cfg.orbit_frames, "videos": videos,
                "render_rays_per_second": round(rays / max(test_s + orbit_s, 1e-9), 1),
                "mesh": mesh_info, "chamfer": chamfer, "surface": surface,
-               "undecided_voxels": round(undecided_fraction(field), 5) if fs.density == "rs-sdf" else None,
+               "undecided_voxels": ({"all": round(undecided_fraction(field), 5),
+                                     "off_surface": round(undecided_fraction(field, off_surface=True), 5),
+                                     "definition": "share of the occupancy grid whose base occupancy is in "
+                                                   "(0.25, 0.75); off_surface: not between a decided-inside "
+                                                   "and a decided-outside neighbour"}
+                                    if fs.density == "rs-sdf" else None),
                "sdf_slice": {"file": "sdf_slice.png", "colours": SLICE_CONVENTION},
                "trained_here": trained is not None, "threads": torch.get_num_threads(), "device": str(run_.device),
                "train_seconds": trained["train_seconds"] if trained else None,

@@ -9,9 +9,10 @@ __all__ = ["extract_mesh", "field_sdf_slice", "depth_image"]
 
 
 @torch.no_grad()
-def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Marching cubes of the learned SDF's zero level on a ``res³`` grid over the box (None when the SDF has
-    no zero crossing); outward-facing, like ``geocert sdf``'s mesh. Vertices float32, faces int32."""
+def extract_mesh(field, res: int, level: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """Marching cubes of the learned SDF's ``level`` set (default: its zero level) on a ``res³`` grid over the
+    box (None when the SDF does not cross it); outward-facing, like ``geocert sdf``'s mesh. Vertices float32,
+    faces int32."""
     from geocert_rs_sdf.field import sample_grid
     from geocert_rs_sdf.sdf import zero_level_mesh
     from geocert_rs_sdf.voxelize import Grid
@@ -21,7 +22,7 @@ def extract_mesh(field, res: int) -> tuple[np.ndarray, np.ndarray] | None:
     lin = torch.linspace(-b, b, res, device=sdf.device)
     pts = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
     vals = torch.cat([sample_grid(sdf, pts[i:i + 262144], b) for i in range(0, len(pts), 262144)])
-    vol = vals.reshape(res, res, res).cpu().numpy()
+    vol = vals.reshape(res, res, res).cpu().numpy() - level
     mesh = zero_level_mesh(vol, Grid((res,) * 3, (-b,) * 3, float(lin[1] - lin[0])))
     if mesh is None:
         return None

@@ -162,8 +162,12 @@ class RadianceField(nn.Module):
         return self.logits
 
     def sdf_from_state(self, values: torch.Tensor) -> torch.Tensor:
-        """RS-SDF σ_w·Φ⁻¹(p) (world units, + inside) of smoothed-occupancy values (rs-sdf)."""
-        return sdf_from_probability(values, self.sigma * self.voxel, eps=SDF_EPS)
+        """RS-SDF σ_w·Φ⁻¹(p) (world units, + inside) of smoothed-occupancy values (rs-sdf). p is clamped to
+        [1e-10, 1 − the dtype's epsilon] (1 − 1e-10 rounds to 1 in float32, where Φ⁻¹ is infinite: p = 1
+        happens deep inside space carving's filled voxels), so the SDF stays finite: ≤ 5.2σ_w inside in
+        float32."""
+        top = 1.0 - torch.finfo(values.dtype).eps
+        return sdf_from_probability(values.clamp(max=top), self.sigma * self.voxel, eps=SDF_EPS)
 
     def density_from_state(self, values: torch.Tensor) -> torch.Tensor:
         """Density per unit length from interpolated :meth:`geometry_state` values."""

@@ -316,6 +316,14 @@ def _per_view_table(m: dict) -> str:
     cd = m.get("chamfer")
     if isinstance(cd, dict):
         summary += [[f"Chamfer {k}", v] for k, v in cd.items() if isinstance(v, (int, float))]
+    sf = m.get("surface")
+    if isinstance(sf, dict):
+        summary += [[f"surface {k.replace('_', ' ')}", v] for k, v in sf.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    und = m.get("undecided_voxels")
+    if isinstance(und, dict):
+        summary += [[f"undecided voxels ({k.replace('_', ' ')}, share of the grid)", v] for k, v in und.items()
+                    if isinstance(v, (int, float))]
     out = table(["view", "PSNR (dB)", "SSIM"], rows,
                 caption=f"{len(rows)} test view(s); click a header to sort")
     if summary:
@@ -331,7 +339,7 @@ def _render_sections(run: Run) -> list[Section]:
     g = _nerf_guarantee(run)
     out = [g] if g else []
     out += [Section("Test views: rendered vs ground truth", lambda: _views(run)),
-           Section("PSNR / SSIM / Chamfer", lambda: _per_view_table(m))]
+           Section("PSNR / SSIM / surface", lambda: _per_view_table(m))]
     mp4 = run.read_bytes("orbit.mp4") if run.exists("orbit.mp4") else None
     gif = run.read_bytes("orbit.gif") if run.exists("orbit.gif") else None
     for f in run.files("orbit/*.png"):

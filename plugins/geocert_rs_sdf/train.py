@@ -29,7 +29,7 @@ __all__ = ["FieldSettings", "FitSettings", "build_field", "fit", "save_checkpoin
 
 CHECKPOINT_FORMAT = "geocert-rs-sdf-nerf/1"
 SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during training
-CARVE_AT = (0.5, 0.7, 0.9, 1.0)  # space carving after these fractions of the run (rs-sdf, --carve)
+CARVE_AT = (0.5, 0.7, 0.9)  # space carving after these fractions of the run (rs-sdf, --carve)
 CARVE_MIN_STEPS = 1000
 CARVE_RAYS = 1_000_000  # at most this many training rays per carving pass (every k-th pixel per axis)
 FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
