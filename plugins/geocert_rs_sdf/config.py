@@ -109,7 +109,7 @@ class FieldSettings:
 class FitSettings:
     """The optimisation (stored in checkpoints; all but ``steps`` must match to resume)."""
 
-    steps: int = 4000
+    steps: int = 4500
     """Optimisation steps (one batch of random training rays each)."""
     rays: int = 2048
     """Rays per step."""
