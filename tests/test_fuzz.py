@@ -154,7 +154,10 @@ def test_interrupted_dataset_run_resumes_to_the_same_result(tmp_path):
     cmd = [sys.executable, "-m", "geocert.cli", *args]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert subprocess.run([*cmd, "--output", str(whole)], capture_output=True, timeout=300).returncode == 0
-    proc = subprocess.Popen([*cmd, "--output", str(cut)], stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell starts background jobs (CI under nohup …&) with SIGINT
+    # ignored, the child inherits that, and Python then installs no KeyboardInterrupt handler at all
+    proc = subprocess.Popen([*cmd, "--output", str(cut)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = cut / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 1):
