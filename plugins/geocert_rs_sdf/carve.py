@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["visibility", "carve", "training_rays", "undecided_mask", "undecided_fraction", "UNDECIDED_BAND"]
+__all__ = ["visibility", "carve", "undecided_mask", "undecided_fraction", "UNDECIDED_BAND"]
 
 UNDECIDED_BAND = (0.25, 0.75)  # a voxel whose base occupancy p̂ lies in this band is counted as undecided
 
@@ -42,7 +42,7 @@ def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Te
 
     reached: some sample of some ray lies in the voxel; seen_free: some sample with transmittance > ½ before
     it (in front of the ray's median depth) lies in the voxel."""
-    from geocert_rs_sdf.render import _samples
+    from geocert_rs_sdf.render import _samples, transmittance, voxel_cells
 
     res = field.logits.shape[0]
     bound = float(field.bound)
@@ -54,9 +54,8 @@ def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Te
         t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
         pts = o[:, None, :] + t[..., None] * d[:, None, :]
         density = field.density(pts.reshape(-1, 3), state).reshape(t.shape)
-        tau = density * dt
-        trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))
-        cell = torch.floor((pts + bound) * (res / (2.0 * bound))).long()
+        trans = transmittance(density * dt)
+        cell = voxel_cells(pts, bound, res)
         inside = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
         flat = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2])
         reached[flat[inside]] = True
@@ -110,13 +109,3 @@ def undecided_fraction(field, off_surface: bool = False) -> float:
         near_out = F.max_pool3d((p < UNDECIDED_BAND[0]).float(), 3, stride=1, padding=1)[0, 0] > 0
         und = und & ~(near_in & near_out)
     return und.float().mean().item()
-
-
-def training_rays(split, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins and directions ``[R, 3]`` of every ``stride``-th pixel (per axis) of each view of ``split``."""
-    from geocert_rs_sdf.data import pixel_rays
-
-    camera = split.cameras if hasattr(split, "cameras") else split.focal
-    o, d = pixel_rays(split.c2w, split.height, split.width, camera)
-    o, d = o[:, ::stride, ::stride], d[:, ::stride, ::stride]
-    return o.reshape(-1, 3), d.reshape(-1, 3)

@@ -144,10 +144,7 @@ class RadianceField(nn.Module):
     def base_occupancy(self) -> torch.Tensor:
         """The base classifier p̂ ``[X, X, X]``: sigmoid(θ), or 1 / 0 where space carving fixed a voxel inside /
         outside (``fixed``; no gradient reaches θ there). Differentiable."""
-        p = torch.sigmoid(self.logits)
-        if bool(self.fixed.any()):
-            p = torch.where(self.fixed > 0, torch.ones_like(p), torch.where(self.fixed < 0, torch.zeros_like(p), p))
-        return p
+        return torch.where(self.fixed == 0, torch.sigmoid(self.logits), (self.fixed > 0).to(self.logits.dtype))
 
     def smoothed_occupancy(self) -> torch.Tensor:
         """p = p̂ ∗ N(0, σ²) at the voxel centres ``[X, X, X]``, p̂ = :meth:`base_occupancy` (rs-sdf;

@@ -13,7 +13,7 @@ from geocert.errors import InputError
 from geocert_rs_sdf.config import FieldSettings
 from geocert_rs_sdf.data import Split
 
-__all__ = ["psnr", "evaluate_views", "chamfer", "sample_surface", "mesh_chamfer", "mesh_quality", "mesh_bodies"]
+__all__ = ["psnr", "evaluate_views", "chamfer", "sample_surface", "mesh_quality", "mesh_bodies"]
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -64,16 +64,6 @@ def chamfer(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     d_ba, _ = cKDTree(a).query(b)
     return {"l1": float(0.5 * (d_ab.mean() + d_ba.mean())), "l2": float(0.5 * ((d_ab**2).mean() + (d_ba**2).mean())),
             "accuracy": float(d_ab.mean()), "completeness": float(d_ba.mean())}
-
-
-def mesh_chamfer(verts: np.ndarray, faces: np.ndarray, gt_vertices: np.ndarray, gt_faces: np.ndarray,
-                 n_points: int, seed: int) -> dict[str, float]:
-    """:func:`chamfer` of ``n_points`` area-uniform samples on the predicted mesh and on the ground truth
-    (the predicted mesh is sampled first, from one ``default_rng(seed)``)."""
-    rng = np.random.default_rng(seed)
-    a = sample_surface(np.asarray(verts, dtype=np.float64), faces, n_points, rng)
-    b = sample_surface(gt_vertices, gt_faces, n_points, rng)
-    return chamfer(a, b)
 
 
 def mesh_bodies(faces: np.ndarray, verts: np.ndarray | None = None) -> list[float]:

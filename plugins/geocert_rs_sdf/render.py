@@ -21,7 +21,7 @@ import math
 
 import torch
 
-__all__ = ["ray_box", "render_rays", "composite", "render_image", "render_views", "orbit_poses", "scene_up"]
+__all__ = ["ray_box", "render_rays", "composite", "transmittance", "voxel_cells", "render_image", "render_views", "orbit_poses", "scene_up"]
 # composite_reference and render_rays_dense are the slow twins of the tests and the benchmark
 
 
@@ -37,12 +37,22 @@ def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bound: float) -> tuple[to
     return t_near, t_far
 
 
+def transmittance(tau: torch.Tensor) -> torch.Tensor:
+    """Transmittance ``[R, S]`` in front of each sample of optical depths τ ``[R, S]``: T_i = exp(−Σ_{j<i} τ_j)."""
+    return torch.exp(-(torch.cumsum(tau, dim=-1) - tau))
+
+
+def voxel_cells(pts: torch.Tensor, bound: float, res: int) -> torch.Tensor:
+    """Integer cell ``[..., 3]`` of the ``res³`` grid over ``[-bound, bound]³`` that each point ``[..., 3]`` lies
+    in (unclamped: points outside the box get indices outside 0..res−1)."""
+    return torch.floor((pts + bound) * (res / (2.0 * bound))).long()
+
+
 def composite(density: torch.Tensor, dt: float | torch.Tensor) -> torch.Tensor:
     """Weights ``[R, S]`` of samples with densities ``[R, S]`` on segments of length ``dt`` (a number or
     ``[R, 1]``/``[R, S]``): w_i = T_i · (1 − exp(−σ_i dt)), T_i = exp(−Σ_{j<i} σ_j dt)."""
     tau = density * dt
-    trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))
-    return trans * (1.0 - torch.exp(-tau))
+    return transmittance(tau) * (1.0 - torch.exp(-tau))
 
 
 def composite_reference(density: torch.Tensor, dt: float) -> torch.Tensor:
@@ -72,7 +82,7 @@ def _samples(origins, dirs, bound, near, far, n_samples, perturb, generator):
 
 def _lookup_skip(skip_grid: torch.Tensor, pts: torch.Tensor, bound: float) -> torch.Tensor:
     res = skip_grid.shape[0]
-    cell = ((pts + bound) * (res / (2 * bound))).long().clamp(0, res - 1)
+    cell = voxel_cells(pts, bound, res).clamp(0, res - 1)
     flat = (cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2]
     return skip_grid.reshape(-1)[flat]
 
@@ -120,7 +130,7 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
         # the autograd graph only where a sample can matter: visible (T > 1e-4) and not empty (τ > 1e-6)
         with torch.no_grad():
             tau = density * dt
-            visible = torch.exp(-(torch.cumsum(tau, -1) - tau)) > 1e-4
+            visible = transmittance(tau) > 1e-4
             need = visible & (tau > 1e-6)
         density, _ = _masked_density(field, state, pts, need, base=density.detach())
     weights = composite(density, dt)
