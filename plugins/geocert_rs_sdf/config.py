@@ -132,6 +132,10 @@ class FitSettings:
     """Weight of the mean base occupancy mean(sigmoid(θ)) in the loss (rs-sdf): a prior for empty space. Off by
     default: it tightened the bunny's surface but eroded the bundled cup's plate, which only grazing views see
     (docs/rs_sdf.md)."""
+    smoothness: float = 0.0
+    """Weight of the total variation of the base occupancy (rs-sdf): mean over the grid of |Δp̂| along the three
+    axes, the area of the occupied region's boundary. A minimal-area prior for surfaces the images do not pin
+    down (a textureless floor seen by few views)."""
     carve: bool = True
     """Space carving (rs-sdf; runs of 1000 steps or more) at 50, 70 and 90 % of the run: voxels the training
     rays reach only behind a surface are fixed inside, voxels no ray reaches outside, so the SDF is decided

@@ -195,6 +195,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
             loss = loss + st.mask_weight * torch.mean((out["opacity"] - alpha[idx]) ** 2)
         if st.sparsity > 0 and field.density_mode == "rs-sdf":
             loss = loss + st.sparsity * torch.sigmoid(field.logits).mean()
+        if st.smoothness > 0 and field.density_mode == "rs-sdf":
+            loss = loss + st.smoothness * occupancy_area(field.base_occupancy())
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:  # (no sample of the batch in occupied space: nothing to update)
             loss.backward()
@@ -223,6 +225,13 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
             "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried(),
             "carves": carves}
+
+
+def occupancy_area(p: torch.Tensor) -> torch.Tensor:
+    """Total variation of a ``[X, X, X]`` occupancy: the mean over voxels of the absolute differences to the
+    next voxel along each axis (for a 0/1 grid, the boundary's area in voxel faces per voxel)."""
+    return ((p[1:] - p[:-1]).abs().sum() + (p[:, 1:] - p[:, :-1]).abs().sum()
+            + (p[:, :, 1:] - p[:, :, :-1]).abs().sum()) / p.numel()
 
 
 def carve_schedule(st: FitSettings) -> set[int]:
