@@ -17,6 +17,7 @@ background model that travel with the field (``field.near``, ``field.far``, ``fi
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -113,7 +114,8 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
         color_samples: K, colour queries per ray (the K largest weights).
         skip_grid: ``[X, X, X]`` bool occupancy bitfield; samples in False voxels get zero density.
         min_weight: samples of smaller weight get no colour query.
-        background: colour behind the scene (1 = white), a number or ``[R, 3]`` per ray.
+        background: colour behind the scene (1 = white), a number or ``[R, 3]`` per ray, or a function of the
+            rays' opacity ``[R]`` (detached) returning either (a background model that skips opaque rays).
         perturb: jitter the samples within their strata (training), from ``generator``.
 
     Returns:
@@ -147,6 +149,8 @@ def render_rays(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.T
         num = num.index_add(0, ray_k, w_sel[:, None] * col)
         den = den.index_add(0, ray_k, w_sel)
     c_bar = num / den.clamp(min=1e-8)[:, None]
+    if callable(background):
+        background = background(opacity.detach())
     rgb = opacity[:, None] * c_bar + (1.0 - opacity[:, None]) * background
     depth = (weights * t).sum(-1) + (1.0 - opacity) * far
     return {"rgb": rgb, "depth": depth, "opacity": opacity, "samples": torch.tensor(n_lookups),
@@ -170,9 +174,9 @@ def render_rays_dense(field, state: torch.Tensor, origins: torch.Tensor, dirs: t
     return {"rgb": rgb, "depth": depth, "opacity": opacity}
 
 
-def _view_background(field, origins: torch.Tensor, dirs: torch.Tensor) -> float | torch.Tensor:
+def _view_background(field, origins: torch.Tensor, dirs: torch.Tensor):
     bg = getattr(field, "background_model", None)
-    return 1.0 if bg is None else bg(origins, dirs)
+    return 1.0 if bg is None else functools.partial(bg, origins, dirs)  # called with the rays' opacity
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ for the same seed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -182,7 +183,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
         ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
-        background = bg_model(ray_o, ray_d, training=True, generator=gen)
+        background = bg_model(ray_o, ray_d, training=True, generator=gen) if bg_model.mode == "random" else \
+            functools.partial(bg_model, ray_o, ray_d, training=True, generator=gen)  # (of the opacity: see render_rays)
         target = colors[idx]
         if bg_model.mode == "random":  # the images are on white: recomposite them on this step's colours
             a = all_alpha[idx, None]
