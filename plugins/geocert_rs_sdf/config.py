@@ -101,8 +101,9 @@ class FieldSettings:
     background: Literal["auto", "white", "black", "random", "learned"] = "auto"
     """What rays see behind the scene box. white/black: a constant; random: a random colour per training
     ray with the RGBA image composited on it (needs alpha or masks; rendered on white); learned: a small
-    MLP of where the ray leaves a sphere around the scene (sky, walls, far ground), so that a real
-    background does not become floaters in the box. auto: white for RGBA images, learned otherwise."""
+    volume of the surroundings (ground, walls; contracted space, a density grid and a hash-grid colour) in
+    front of a sky MLP, composited behind the object, so that a real background does not become floaters in
+    the box. auto: white for RGBA images, learned otherwise."""
 
 
 @dataclasses.dataclass(frozen=True)
