@@ -30,8 +30,10 @@ class Args:
     cut: float = 0.82
     batch_size: int = 50
     seed: int = 0
-    calibrate: Literal["off", "bias", "linear"] = "off"
+    calibrate: Literal["off", "bias", "linear", "quadratic"] = "off"
     """Calibrate each checkpoint on the training shapes first (as train-pc --calibrate)."""
+    reset_prior: bool = False
+    """With --calibrate: drop the checkpoint's calibrated prior first (always done for a prior of another kind)."""
     calibration_cut: float = 0.82
     save: Path | None = None
     """With --calibrate and one checkpoint: write the calibrated checkpoint here."""
@@ -101,16 +103,18 @@ def calibrated(model, ckpt: dict, args: Args, data: Path):
     from geocert_pointcloud.model import build_model
     from geocert_pointcloud.train import calibrate_part_biases, stack_normals, stack_shapes
 
-    if args.calibrate == "linear" and model.prior is None:
-        with_prior = build_model({**ckpt["model"], "spatial_prior": True})
-        with_prior.load_state_dict(model.state_dict(), strict=False)
+    kind = args.calibrate if args.calibrate in ("linear", "quadratic") else None
+    if kind and (model.prior_kind != kind or args.reset_prior):
+        with_prior = build_model({**ckpt["model"], "spatial_prior": kind if kind == "quadratic" else True})
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}
+        with_prior.load_state_dict(state, strict=False)
         model = with_prior.eval()
     shapes = load_shapes(data, split="train", num_shapes=0, num_points=ckpt["num_points"], seed=0)
     pts, lab, cat = stack_shapes(shapes)
     nrm = stack_normals(shapes) if ckpt.get("normals") else None
     coef = calibrate_part_biases(model, pts, lab, cat, sigma=ckpt["sigma"], draws=64, cut=args.calibration_cut,
                                  generator=torch.Generator().manual_seed(args.seed), normals=nrm,
-                                 linear=args.calibrate == "linear")
+                                 linear=kind is not None)
     for c, rows in coef.items():
         print(f"  {c:<10} " + " | ".join(" ".join(f"{v:+.2f}" for v in row) for row in rows))
     return model

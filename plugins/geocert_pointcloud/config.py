@@ -28,6 +28,9 @@ class TrainPcConfig:
     """Output folder: model.pt (checkpoint with its config), metrics.json, config.json."""
     sigma: float = 0.25
     """Std of the Gaussian noise added to every xyz coordinate during training (unit-sphere units)."""
+    train_sigma: float = 0.0
+    """Std of the training noise when it differs from --sigma (0 = --sigma); the checkpoint, its calibration
+    and certify-pc use --sigma."""
     epochs: int = 60
     """Training epochs over the train split."""
     batch_size: int = 8
@@ -42,6 +45,9 @@ class TrainPcConfig:
     """Grid cells per axis of --arch voxel's neighbourhood stage (over [-1.5, 1.5]³)."""
     voxel_depth: int = 1
     """3×3×3 convolutions of --arch voxel's neighbourhood stage (each widens it by one cell)."""
+    global_pool: Literal["max", "max+mean"] = "max"
+    """Per-cloud feature of the network: PointNet's max over the points, or that and the mean over them
+    (`max+mean`; a mean over noisy points averages the noise out, a max picks the noisiest)."""
     width: int = 32
     """PointNet width w: encoder 3→w→w→2w→4w, head →2w→w→parts."""
     num_points: int = 2048
@@ -69,15 +75,29 @@ class TrainPcConfig:
     count_loss: float = 5.0
     """Weight of a soft count of the points whose mean probability of the true part over the noisy copies
     exceeds --calibration-cut (rewards what certification counts; gives up points far below the cut)."""
+    count_warmup: float = 0.0
+    """Raise the --count-loss weight linearly from 0 over this fraction of the training steps (0 = full weight
+    from the start)."""
+    count_temperature: float = 1.0
+    """Temperature T of the --count-loss probabilities (softmax of logits / T; T < 1 brings them nearer the
+    argmax votes that certification counts)."""
     macer: float = 0.0
     """Weight of MACER's margin loss on the soft smoothed classifier p̄ (mean softmax over the noisy copies):
     max(0, γ − (Φ⁻¹(p̄_true) − Φ⁻¹(p̄_runner-up))) over the points p̄ classifies right."""
     macer_gamma: float = 2.0
     """γ of --macer (in units of Φ⁻¹; Φ⁻¹(0.82) − Φ⁻¹(0.18) ≈ 1.83)."""
-    calibrate: Literal["off", "bias", "linear"] = "linear"
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights (and BatchNorm statistics) over the training
+    steps; the model is that average (0 = off: the last step's weights)."""
+    boundary_weight: float = 1.0
+    """Weight of the cross-entropy of the points closer than --boundary-distance to another part of the clean
+    cloud (1 = like every point)."""
+    boundary_distance: float = 0.2
+    """See --boundary-weight (unit-sphere units)."""
+    calibrate: Literal["off", "bias", "linear", "quadratic"] = "linear"
     """After training, tune per part a logit bias (`bias`), or an affine function of the point's own noisy
-    xyz (`linear`), on the training shapes so that as many points as possible get a vote fraction above
-    --calibration-cut under σ-noise (class-prior calibration of the smoothed decision; docs/pointcloud.md)."""
+    xyz (`linear`; `quadratic`: of x, y, z, their squares and pairwise products), on the training shapes so
+    that as many points as possible get a vote fraction above --calibration-cut under σ-noise (class-prior calibration of the smoothed decision; docs/pointcloud.md)."""
     calibration_draws: int = 64
     """Noise draws per training shape for --calibrate."""
     calibration_cut: float = 0.82

@@ -18,7 +18,7 @@ from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "smoke_model", "part_mask", "predict_parts", "build_model", "rotate_about_up", "fuse_batchnorm",
+__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "smoke_model", "part_mask", "predict_parts", "build_model", "prior_features", "PRIOR_FEATURES", "rotate_about_up", "fuse_batchnorm",
            "model_input", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
@@ -93,24 +93,31 @@ class PointNetPartSeg(nn.Module):
         in_channels: 3 (xyz) or 6 (xyz + unit normals; ``points`` is then ``[B, N, 6]``).
         spatial_prior: add a per-part affine function of each point's own (noisy) xyz to its logits,
             ``prior(xyz) = W xyz + b`` with ``W [num_parts, 3]``, ``b [num_parts]`` (zero, not trained by
-            gradient; set by the class-prior calibration of ``train-pc --calibrate linear``).
+            gradient; set by the class-prior calibration of ``train-pc --calibrate linear``); ``"quadratic"``:
+            of the 9 monomials x, y, z, x², y², z², xy, yz, zx instead (``--calibrate quadratic``).
         arch: ``pointnet`` (every point alone plus the global feature), or ``voxel``: PointNet with a local
             neighbourhood stage (:class:`VoxelPool` on the first layer's features, ``voxel_resolution³`` cells)
             whose ``w`` local channels feed the second encoder layer and the head.
     """
 
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
-                 in_channels: int = 3, spatial_prior: bool = False, arch: str = "pointnet",
-                 voxel_resolution: int = 8, voxel_depth: int = 1):
+                 in_channels: int = 3, spatial_prior: bool | str = False, arch: str = "pointnet",
+                 voxel_resolution: int = 8, voxel_depth: int = 1, global_pool: str = "max"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
+        if global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"unknown global pool {global_pool!r} (one of {', '.join(GLOBAL_POOLS)})")
+        self.global_pool = global_pool
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
         self.in_channels, self.arch = in_channels, arch
         self.voxel_resolution, self.voxel_depth = voxel_resolution, voxel_depth
         self.prior: nn.Linear | None = None
-        if spatial_prior:
-            self.prior = nn.Linear(3, num_parts)
+        self.prior_kind = ("linear" if spatial_prior is True else spatial_prior) or None
+        if self.prior_kind not in PRIOR_FEATURES and self.prior_kind is not None:
+            raise ValueError(f"unknown spatial prior {spatial_prior!r} (one of {', '.join(PRIOR_FEATURES)})")
+        if self.prior_kind:
+            self.prior = nn.Linear(PRIOR_FEATURES[self.prior_kind], num_parts)
             nn.init.zeros_(self.prior.weight)
             nn.init.zeros_(self.prior.bias)
             self.prior.requires_grad_(False)
@@ -121,7 +128,8 @@ class PointNetPartSeg(nn.Module):
         self.enc2 = _mlp([w + loc, 2 * w])
         self.enc3 = _mlp([2 * w, 4 * w])
         self.head_local = nn.Linear(w + loc + 2 * w, 2 * w)
-        self.head_global = nn.Linear(4 * w + num_categories, 2 * w, bias=False)
+        pooled = 8 * w if global_pool == "max+mean" else 4 * w
+        self.head_global = nn.Linear(pooled + num_categories, 2 * w, bias=False)
         self.head_bn = _PointwiseBN(2 * w)
         self.head = nn.Sequential(_mlp([2 * w, w]), nn.Linear(w, num_parts))
 
@@ -132,16 +140,29 @@ class PointNetPartSeg(nn.Module):
         f2 = self.enc2(f1)  # [B, N, 2w]
         f3 = self.enc3(f2)  # [B, N, 4w]
         glob = f3.amax(dim=1)  # [B, 4w]
+        if self.global_pool == "max+mean":  # the mean over the noisy points averages the noise out
+            glob = torch.cat([glob, f3.mean(dim=1)], dim=-1)  # [B, 8w]
         known = (category >= 0).to(glob.dtype)[:, None]  # unknown category (-1): all-zero one-hot
         onehot = nn.functional.one_hot(category.clamp(min=0), self.num_categories).to(glob.dtype) * known
         g = self.head_global(torch.cat([glob, onehot], dim=-1))  # [B, 2w]
         h = self.head_local(torch.cat([f1, f2], dim=-1)) + g[:, None, :]
         h = torch.relu(self.head_bn(h))
         logits = self.head(h)  # [B, N, num_parts]
-        return logits if self.prior is None else logits + self.prior(points[..., :3])
+        return logits if self.prior is None else logits + self.prior(prior_features(points, self.prior_kind))
 
 
 ARCHS = ("pointnet", "voxel")
+GLOBAL_POOLS = ("max", "max+mean")
+PRIOR_FEATURES = {"linear": 3, "quadratic": 9}  # spatial prior kind -> number of features
+
+
+def prior_features(points: torch.Tensor, kind: str) -> torch.Tensor:
+    """``[..., F]`` features of each point's xyz (``points [..., ≥3]``) the spatial prior is affine in:
+    ``linear``: x, y, z; ``quadratic``: also x², y², z², xy, yz, zx."""
+    xyz = points[..., :3]
+    if kind == "linear":
+        return xyz
+    return torch.cat([xyz, xyz * xyz, xyz * xyz.roll(-1, dims=-1)], dim=-1)
 
 
 class _CategoryFree(nn.Module):
@@ -206,10 +227,15 @@ def build_model(spec: dict) -> PointNetPartSeg:
     """Rebuild a model from the ``model`` entry of a checkpoint."""
     return PointNetPartSeg(width=int(spec["width"]), num_parts=int(spec["num_parts"]),
                            num_categories=int(spec["num_categories"]), in_channels=int(spec.get("in_channels", 3)),
-                           spatial_prior=bool(spec.get("spatial_prior", False)),
+                           spatial_prior=_prior_spec(spec.get("spatial_prior", False)),
                            arch=str(spec.get("arch", "pointnet")),
                            voxel_resolution=int(spec.get("voxel_resolution", 8)),
-                           voxel_depth=int(spec.get("voxel_depth", 1)))
+                           voxel_depth=int(spec.get("voxel_depth", 1)),
+                           global_pool=str(spec.get("global_pool", "max")))
+
+
+def _prior_spec(value) -> bool | str:
+    return value if value in PRIOR_FEATURES else bool(value)
 
 
 def part_mask(categories: torch.Tensor | Sequence[int], allowed_parts: Sequence[int] | None = None,
@@ -264,9 +290,9 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     torch.save({
         "format": CHECKPOINT_FORMAT,
         "model": {"arch": model.arch, "voxel_resolution": model.voxel_resolution,
-                  "voxel_depth": model.voxel_depth, "width": model.width, "num_parts": model.num_parts,
+                  "voxel_depth": model.voxel_depth, "global_pool": model.global_pool, "width": model.width, "num_parts": model.num_parts,
                   "num_categories": model.num_categories, "in_channels": model.in_channels,
-                  "spatial_prior": model.prior is not None},
+                  "spatial_prior": model.prior_kind if model.prior_kind == "quadratic" else model.prior is not None},
         "normals": model.in_channels == 6,
         "state_dict": model.state_dict(),
         "sigma": sigma,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -15,16 +16,18 @@ from geocert_pointcloud.data import (
 )
 from geocert_pointcloud.evaluate import miou_summary, shape_iou
 from geocert_pointcloud.model import (
+    PRIOR_FEATURES,
     PointNetPartSeg,
     fuse_batchnorm,
     model_input,
     part_mask,
     predict_parts,
+    prior_features,
     rotate_about_up,
 )
 
 __all__ = ["train_model", "evaluate_model", "calibrate_part_biases", "stack_shapes", "stack_normals",
-           "noise_loss", "noisy_part_logits", "DEFAULT_MODEL_VERSION"]
+           "noise_loss", "noisy_part_logits", "part_boundary_distance", "DEFAULT_MODEL_VERSION"]
 
 # version of the model `geocert train-pc` trains with its defaults; the `--checkpoint auto` cache file name
 # carries it, so a change of the defaults retrains the cached default model (2: certification-aware training;
@@ -64,7 +67,8 @@ def noisy_part_logits(model: PointNetPartSeg, x: torch.Tensor, categories: torch
 
 def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float = 0.0,
                entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, width: float = 0.05,
-               macer: float = 0.0, macer_gamma: float = 2.0) -> torch.Tensor:
+               macer: float = 0.0, macer_gamma: float = 2.0, weights: torch.Tensor | None = None,
+               count_temperature: float = 1.0) -> torch.Tensor:
     """Training loss from the logits ``[B, K, N, P]`` of K noisy copies of each cloud and ``labels [B, N]``.
 
     Cross-entropy averaged over the copies; with K > 1 and ``consistency`` λ > 0 plus λ·KL(p̄ ‖ p_k), the
@@ -74,11 +78,15 @@ def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float
     the points whose mean probability p̄_y of the true part clears ``cut``. ``macer`` adds MACER's margin
     term (Zhai et al. 2020) on the soft smoothed classifier p̄: the mean over the points it classifies
     right of max(0, γ − (Φ⁻¹(p̄_y) − Φ⁻¹(p̄_runner-up))), γ = ``macer_gamma`` (a radius in units of σ, up to
-    the factor 1/2)."""
+    the factor 1/2). ``count_temperature`` T < 1 computes the count's probabilities from logits / T, nearer
+    the argmax votes certification counts. ``weights [B, N]`` (optional) weight each point's cross-entropy (normalised to mean 1)."""
     b, k, n, p = logits.shape
     logp = torch.log_softmax(logits, dim=-1)
     y = labels[:, None, :, None].expand(b, k, n, 1)
-    loss = -logp.gather(-1, y).mean()
+    if weights is None:
+        loss = -logp.gather(-1, y).mean()
+    else:
+        loss = -(logp.gather(-1, y).squeeze(-1).mean(dim=1) * weights).sum() / weights.sum().clamp(min=1e-12)
     if k > 1 and (consistency > 0 or entropy > 0):
         probs = logp.exp()
         mean = probs.mean(dim=1)  # [B, N, P]
@@ -89,7 +97,8 @@ def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float
     if count > 0:
         # soft count of the points whose mean probability of the true part clears the cut: its gradient
         # vanishes for points far below (given up) and far above (already certified)
-        vote = logp.exp().gather(-1, y).squeeze(-1).mean(dim=1)  # [B, N]
+        probs = logp.exp() if count_temperature == 1.0 else torch.softmax(logits / count_temperature, dim=-1)
+        vote = probs.gather(-1, y).squeeze(-1).mean(dim=1)  # [B, N]
         loss = loss - count * torch.sigmoid((vote - cut) / width).mean()
     if macer > 0:
         mean = logp.exp().mean(dim=1)  # [B, N, P]: the soft smoothed classifier
@@ -108,14 +117,20 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
                 rotation_sigma: float = 0.0, train_points: int = 0, progress: bool = True,
                 normals: torch.Tensor | None = None, noise_draws: int = 1, consistency: float = 0.0,
                 entropy: float = 0.0, count: float = 0.0, cut: float = 0.82, scale_jitter: float = 0.0,
-                macer: float = 0.0, macer_gamma: float = 2.0, device: torch.device | str = "cpu") -> list[float]:
+                macer: float = 0.0, macer_gamma: float = 2.0, device: torch.device | str = "cpu",
+                ema: float = 0.0, boundary_weight: float = 1.0, boundary_distance: float = 0.2,
+                count_warmup: float = 0.0, count_temperature: float = 1.0) -> list[float]:
     """Train in place with noise augmentation x + N(0, σ²I) (and optional up-axis rotation of N(0, rot²)
     radians); the loss (:func:`noise_loss`) is cross-entropy over each shape's own category parts on
     ``noise_draws`` noisy copies of every cloud, plus the consistency terms. Each step uses a random subset
     of ``train_points`` points per cloud (0 = all). ``normals [S, N, 3]`` (optional) are appended to the
     noisy coordinates as features, rotated with the cloud but never noised. The model trains on ``device``
     (random draws come from the CPU ``generator``, so every device sees the same ones) and is returned on the
-    CPU. Returns the per-epoch loss."""
+    CPU. ``ema`` > 0: the model ends with an exponential moving average (decay ``ema``) of its weights and
+    BatchNorm statistics over the steps instead of the last step's. ``boundary_weight`` ≠ 1 scales the
+    cross-entropy of the points closer than ``boundary_distance`` to a point of another part of the clean
+    cloud. ``count_warmup`` > 0: the count weight rises linearly from 0 over that fraction of the steps.
+    Returns the per-epoch loss."""
     from geocert.pipeline.progress import Progress
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -124,6 +139,12 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     masks = part_mask(categories)
+    weights = None
+    if boundary_weight != 1.0:
+        near = torch.stack([part_boundary_distance(p, lab) for p, lab in zip(points, labels, strict=True)])
+        weights = torch.where(near < boundary_distance, boundary_weight, 1.0)
+    avg = copy.deepcopy(model).to(device) if ema > 0 else None
+    step = 0
     losses = []
     bar = Progress(epochs, "train-pc", "epochs", disable=not progress)
     model.to(device)
@@ -136,11 +157,13 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
             if len(idx) < 2 and len(points) >= 2 and noise_draws < 2:  # BatchNorm needs > 1 cloud
                 continue
             x, y = points[idx], labels[idx]
+            wt = weights[idx] if weights is not None else None
             nrm = normals[idx] if normals is not None else None
             if 0 < train_points < points.shape[1]:
                 sub = torch.rand(len(idx), points.shape[1], generator=generator).argsort(dim=1)[:, :train_points]
                 x = x.gather(1, sub[..., None].expand(-1, -1, 3))
                 y = y.gather(1, sub)
+                wt = wt.gather(1, sub) if wt is not None else None
                 nrm = nrm.gather(1, sub[..., None].expand(-1, -1, 3)) if nrm is not None else None
             if rotation_sigma > 0:
                 ang = torch.randn(len(idx), generator=generator) * rotation_sigma
@@ -152,21 +175,45 @@ def train_model(model: PointNetPartSeg, points: torch.Tensor, labels: torch.Tens
             to = lambda t: t.to(device) if t is not None else None  # noqa: E731
             logits = noisy_part_logits(model, to(x), to(categories[idx]), to(masks[idx]), sigma=sigma,
                                        draws=noise_draws, generator=generator, normals=to(nrm))
-            loss = noise_loss(logits, to(y), consistency=consistency, entropy=entropy, count=count, cut=cut,
-                              macer=macer, macer_gamma=macer_gamma)
+            ramp = min(1.0, step / (count_warmup * total)) if count_warmup > 0 else 1.0
+            loss = noise_loss(logits, to(y), consistency=consistency, entropy=entropy, count=count * ramp, cut=cut,
+                              macer=macer, macer_gamma=macer_gamma, weights=to(wt),
+                              count_temperature=count_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if avg is not None:
+                _ema_update(avg, model, min(ema, (1 + step) / (10 + step)))
             run += float(loss.detach()) * len(idx)
             seen += len(idx)
         losses.append(run / max(seen, 1))
         bar.set_postfix_str(f"loss={losses[-1]:.3f}")
         bar.update(1)
     bar.close()
+    if avg is not None:
+        model.load_state_dict(avg.state_dict())
     model.eval()
     model.cpu()
     return losses
+
+
+@torch.no_grad()
+def _ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``avg ← decay·avg + (1 − decay)·model`` over every floating parameter and buffer (counters copied)."""
+    for a, m in zip(avg.state_dict().values(), model.state_dict().values(), strict=True):
+        if a.dtype.is_floating_point:
+            a.mul_(decay).add_(m, alpha=1 - decay)
+        else:
+            a.copy_(m)
+
+
+def part_boundary_distance(points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[N]``: each point's distance to the nearest point of another part in the same clean cloud
+    (``points [N, 3]``, ``labels [N]``; inf when the cloud has one part)."""
+    d = torch.cdist(points, points)
+    return d.masked_fill(labels[:, None] == labels[None, :], float("inf")).amin(dim=1)
 
 
 def _count_above(scores: torch.Tensor, target: torch.Tensor, cut: float) -> int:
@@ -193,6 +240,7 @@ def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: 
     with step sizes ``steps`` (each tried from -6 to +6 steps). Changes ``model`` in place (its ``prior``
     layer, or the last layer's bias when it has none); returns ``[b, w_x, w_y, w_z]`` per part per category."""
     model.eval()
+    kind = getattr(model, "prior_kind", None) or "linear"
     fused = fuse_batchnorm(model)  # same outputs, faster
     by_cat: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for i in range(len(points)):
@@ -206,9 +254,9 @@ def calibrate_part_biases(model: PointNetPartSeg, points: torch.Tensor, labels: 
         nrm = normals[i:i + 1] if normals is not None else None
         logits = fused(model_input(xk, nrm), categories[i:i + 1].expand(draws))  # [K, N, P]
         target = (labels[i, sub, None] == parts[None]).float().argmax(-1)  # index into the category's parts
-        feats = torch.cat([torch.ones(draws, len(sub), 1), xk[:, sub]], dim=-1)  # [K, M, 4]: 1, x, y, z
+        feats = torch.cat([torch.ones(draws, len(sub), 1), prior_features(xk[:, sub], kind)], dim=-1)  # 1, x, y, z…
         by_cat.setdefault(c, []).append((logits[:, sub][..., parts], feats, target))
-    nfeat = 4 if linear else 1
+    nfeat = 1 + PRIOR_FEATURES[kind] if linear else 1
     out = {}
     for c, items in sorted(by_cat.items()):
         logits = torch.cat([z for z, _, _ in items], dim=1)  # [K, M, Pc]

@@ -38,7 +38,16 @@ def validate(cfg) -> None:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 0 (0 = all), got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.rotation_sigma_deg) and cfg.rotation_sigma_deg >= 0):
         raise ParameterError(f"--rotation-sigma-deg must be >= 0, got {cfg.rotation_sigma_deg}")
-    for name in ("consistency", "entropy", "count_loss", "macer", "macer_gamma"):
+    if not (math.isfinite(cfg.train_sigma) and cfg.train_sigma >= 0):
+        raise ParameterError(f"--train-sigma must be >= 0 (0 = --sigma), got {cfg.train_sigma}")
+    if not (math.isfinite(cfg.count_warmup) and 0 <= cfg.count_warmup <= 1):
+        raise ParameterError(f"--count-warmup must lie in [0, 1], got {cfg.count_warmup}")
+    if not (math.isfinite(cfg.count_temperature) and cfg.count_temperature > 0):
+        raise ParameterError(f"--count-temperature must be > 0, got {cfg.count_temperature}")
+    if not (math.isfinite(cfg.ema) and 0 <= cfg.ema < 1):
+        raise ParameterError(f"--ema must lie in [0, 1), got {cfg.ema}")
+    for name in ("consistency", "entropy", "count_loss", "macer", "macer_gamma", "boundary_weight",
+                 "boundary_distance"):
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
@@ -83,21 +92,24 @@ def run(cfg) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
-                            spatial_prior=cfg.calibrate == "linear", arch=cfg.arch,
+                            spatial_prior={"linear": True, "quadratic": "quadratic"}.get(cfg.calibrate, False),
+                            arch=cfg.arch, global_pool=cfg.global_pool,
                             voxel_resolution=cfg.voxel_resolution, voxel_depth=cfg.voxel_depth)
     pts, lab, cat = stack_shapes(train_shapes)
     t0 = time.perf_counter()
-    losses = train_model(model, pts, lab, cat, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    losses = train_model(model, pts, lab, cat, sigma=cfg.train_sigma or cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
                          lr=cfg.lr, generator=gen, rotation_sigma=math.radians(cfg.rotation_sigma_deg),
                          train_points=cfg.train_points, normals=nrm, noise_draws=cfg.noise_draws,
                          consistency=cfg.consistency, entropy=cfg.entropy, count=cfg.count_loss,
                          cut=cfg.calibration_cut, scale_jitter=cfg.scale_jitter, macer=cfg.macer,
-                         macer_gamma=cfg.macer_gamma, device=run_.device)
+                         macer_gamma=cfg.macer_gamma, device=run_.device, ema=cfg.ema,
+                         boundary_weight=cfg.boundary_weight, boundary_distance=cfg.boundary_distance,
+                         count_warmup=cfg.count_warmup, count_temperature=cfg.count_temperature)
     biases = None
     if cfg.calibrate != "off":
         biases = calibrate_part_biases(model, pts, lab, cat, sigma=cfg.sigma, draws=cfg.calibration_draws,
                                        cut=cfg.calibration_cut, generator=gen, normals=nrm,
-                                       linear=cfg.calibrate == "linear")
+                                       linear=cfg.calibrate in ("linear", "quadratic"))
     train_s = time.perf_counter() - t0
     eval_metrics = evaluate_model(model, test_shapes, sigma=cfg.sigma, use_normals=cfg.normals,
                                   generator=torch.Generator().manual_seed(cfg.seed + 1))

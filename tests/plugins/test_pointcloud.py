@@ -782,3 +782,127 @@ def test_checkpoint_auto_trains_the_default_once_under_the_model_version(tiny_da
     assert len(seen) == 1 and path.name.endswith(f"_m{DEFAULT_MODEL_VERSION}.pt")
     assert path.parent == tmp_path / "cache" / "pointcloud" / "models"
     assert json.loads((out / "metrics.json").read_text())["certified_accuracy"] >= 0
+
+
+# ------------------------------------------------------------------ further training options (issue 11)
+
+
+def test_ema_update_and_boundary_distance():
+    from geocert_pointcloud.train import _ema_update, part_boundary_distance
+
+    torch.manual_seed(0)
+    a, b = PointNetPartSeg(width=4), PointNetPartSeg(width=4)
+    b.enc1[1].bn.num_batches_tracked.fill_(7)
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    _ema_update(a, b, 0.75)
+    for k, v in a.state_dict().items():
+        want = 0.75 * before[k] + 0.25 * b.state_dict()[k] if v.dtype.is_floating_point else b.state_dict()[k]
+        torch.testing.assert_close(v, want)
+    pts = torch.tensor([[0.0, 0, 0], [0.1, 0, 0], [1.0, 0, 0], [0.0, 2, 0]])
+    lab = torch.tensor([0, 0, 1, 1])
+    torch.testing.assert_close(part_boundary_distance(pts, lab), torch.tensor([1.0, 0.9, 0.9, 2.0]))
+    assert torch.isinf(part_boundary_distance(pts, torch.zeros(4, dtype=torch.long))).all()
+
+
+def test_weighted_cross_entropy_and_count_temperature():
+    from geocert_pointcloud.train import noise_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 4)
+    labels = torch.randint(0, 4, (2, 5))
+    torch.testing.assert_close(noise_loss(logits, labels, weights=torch.ones(2, 5)), noise_loss(logits, labels))
+    # a zero weight drops that point's cross-entropy: the loss is the mean over the other points
+    w = torch.ones(2, 5)
+    w[:, 0] = 0
+    torch.testing.assert_close(noise_loss(logits, labels, weights=w), noise_loss(logits[:, :, 1:], labels[:, 1:]))
+    # a point right in every copy with probability 0.6: a low temperature counts it nearly as its votes (1.0)
+    right = torch.tensor([[[[0.405, 0.0]]]]).expand(1, 4, 1, 2)  # softmax ≈ (0.6, 0.4)
+    lab = torch.zeros(1, 1, dtype=torch.long)
+    count = {t: float(noise_loss(right, lab) - noise_loss(right, lab, count=1.0, count_temperature=t))
+             for t in (1.0, 0.05)}
+    assert count[1.0] < 0.02 and count[0.05] > 0.95
+
+
+def test_global_mean_pool_and_quadratic_prior_checkpoints(tmp_path):
+    from geocert_pointcloud.model import load_checkpoint, prior_features, save_checkpoint
+
+    x = torch.randn(2, 60, 3) * 0.5
+    feats = prior_features(x, "quadratic")
+    assert feats.shape == (2, 60, 9)
+    torch.testing.assert_close(feats[..., 6], x[..., 0] * x[..., 1])  # xy, yz, zx after the squares
+    torch.testing.assert_close(feats[..., 8], x[..., 2] * x[..., 0])
+    torch.manual_seed(0)
+    model = PointNetPartSeg(width=4, arch="voxel", global_pool="max+mean", spatial_prior="quadratic").eval()
+    with torch.no_grad():
+        model.prior.weight[23, 3] = 2.0  # + 2x² on part 23
+    cat = torch.tensor([7, 7])
+    with torch.no_grad():
+        dense = model(x.repeat(1, 3, 1), cat)[:, :60]  # mean pooling: the same cloud three times over
+        torch.testing.assert_close(dense, model(x, cat), atol=1e-5, rtol=1e-5)
+    save_checkpoint(tmp_path / "m.pt", model, sigma=0.25, num_points=60, categories=["Knife"], train_config={},
+                    metrics={})
+    loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["model"]["spatial_prior"] == "quadratic" and ckpt["model"]["global_pool"] == "max+mean"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, cat), model(x, cat))
+        torch.testing.assert_close(fuse_batchnorm(loaded)(x, cat), model(x, cat), atol=1e-5, rtol=1e-5)
+    # checkpoints written before these options: max pooling, linear prior
+    old = torch.load(tmp_path / "m.pt", weights_only=False)
+    pn = PointNetPartSeg(width=4, spatial_prior=True)
+    save_checkpoint(tmp_path / "p.pt", pn, sigma=0.25, num_points=60, categories=["Knife"], train_config={},
+                    metrics={})
+    old = torch.load(tmp_path / "p.pt", weights_only=False)
+    del old["model"]["global_pool"]
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")[0]
+    assert (loaded.global_pool, loaded.prior_kind) == ("max", "linear")
+
+
+def test_quadratic_calibration_certifies_a_slab_no_affine_prior_can():
+    from geocert_pointcloud.train import calibrate_part_biases
+
+    # part 23 is |x| > 0.5, part 22 the slab between, where the model's logits lead by 1: an affine prior in
+    # xyz cannot carve the slab out (at most ≈ 0.75 right: x > 0.5 and the slab), a quadratic one can
+    # (a·x² > 1 outside it)
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand(4, 300, 3, generator=gen) * 2 - 1
+    knife = torch.full((4,), CATEGORIES.index("Knife"))
+    lab = torch.where(pts[..., 0].abs() > 0.5, CATEGORY_PARTS["Knife"][1], CATEGORY_PARTS["Knife"][0])
+    acc = {}
+    for kind in ("linear", "quadratic"):
+        model = PointNetPartSeg(width=4, spatial_prior=kind).eval()
+        with torch.no_grad():
+            model.head[-1].weight.zero_()
+            model.head[-1].bias.zero_()
+            model.head[-1].bias[22] = 1.0
+        calibrate_part_biases(model, pts, lab, knife, sigma=0.05, draws=16, cut=0.82, linear=True,
+                              generator=torch.Generator().manual_seed(1), sample_points=300)
+        acc[kind] = float((predict_parts(model, pts, knife, part_mask(knife)) == lab).float().mean())
+    assert acc["quadratic"] > 0.9 and acc["linear"] < 0.8
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train-sigma", "-0.1"], "--train-sigma must be >= 0"),
+    (["--ema", "1"], "--ema must lie in [0, 1)"),
+    (["--count-warmup", "2"], "--count-warmup must lie in [0, 1]"),
+    (["--count-temperature", "0"], "--count-temperature must be > 0"),
+    (["--boundary-weight", "-1"], "--boundary-weight must be >= 0"),
+])
+def test_train_pc_bad_training_options(tiny_dataset, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert cli(["train-pc", str(tiny_dataset), "--output", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_train_pc_with_the_extra_options_certifies_at_its_own_sigma(tiny_dataset, tmp_path):
+    from geocert_pointcloud.model import load_checkpoint
+
+    out = tmp_path / "extra"
+    assert cli(["train-pc", str(tiny_dataset), "--output", str(out), "--epochs", "2", "--width", "8",
+                "--num-points", "128", "--train-points", "64", "--calibration-draws", "4", "--sigma", "0.2",
+                "--train-sigma", "0.3", "--ema", "0.9", "--boundary-weight", "0.5", "--count-warmup", "0.5",
+                "--count-temperature", "0.5", "--global-pool", "max+mean", "--calibrate", "quadratic"]) == 0
+    model, ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["sigma"] == 0.2 and ckpt["train_config"]["train_sigma"] == 0.3
+    assert model.prior_kind == "quadratic" and model.global_pool == "max+mean"
+    assert model.prior.weight.abs().sum() > 0  # calibrated
