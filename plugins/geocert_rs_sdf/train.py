@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from geocert_rs_sdf.background import Background
-from geocert_rs_sdf.carve import carve
+from geocert_rs_sdf.carve import carve, seal
 from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
@@ -224,6 +224,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
             checkpoint_fn(step + 1, opt, carried())
     bar.close()
     field.sharpness = fs.sharpness
+    if carve_steps and start_step < st.steps:  # pockets that closed after the last carve
+        carves.append({"step": st.steps, **seal(field, cam_origin)})
     return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
             "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried(),
             "carves": carves}

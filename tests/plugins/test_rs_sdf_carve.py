@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from geocert_rs_sdf.carve import carve, undecided_fraction, visibility
+from geocert_rs_sdf.carve import carve, seal, undecided_fraction, visibility
 from geocert_rs_sdf.config import FieldSettings
 from geocert_rs_sdf.data import pixel_rays
 from geocert_rs_sdf.metrics import mesh_bodies, mesh_quality
@@ -118,10 +118,43 @@ def test_unseen_space_is_fixed_outside_and_fixed_voxels_stay_fixed(tmp_path):
     assert not old.fixed.any()
 
 
+def test_seal_fills_enclosed_pockets_and_removes_specks_only():
+    """A decided ball with an air bubble inside, a cup-like open cavity, a 3³-voxel speck in free space and a
+    room-like pocket that holds a camera: seal fills the bubble, removes the speck, keeps the rest."""
+    field, c = _shell_field(open_top=False)
+    r = c.norm(dim=-1)
+    logits = torch.full((RES,) * 3, -8.0)
+    logits[r < 0.6] = 8.0
+    logits[(c - torch.tensor([0.15, 0.0, 0.0])).norm(dim=-1) < 0.25] = -8.0  # the bubble (enclosed)
+    speck = torch.zeros((RES,) * 3, dtype=torch.bool)
+    speck[RES - 5:RES - 2, RES - 5:RES - 2, RES - 5:RES - 2] = True
+    logits[speck] = 8.0  # a 3×3×3-voxel blob in free space: after the blur, only its centre is inside
+    with torch.no_grad():
+        field.logits.copy_(logits)
+    bubble = (c - torch.tensor([0.15, 0.0, 0.0])).norm(dim=-1) < 0.15
+    assert (field.sdf_grid()[bubble] < 0).all() and (field.sdf_grid()[speck] > 0).any()
+    fixed_before = field.fixed.clone()
+    info = seal(field, torch.tensor([[0.0, 0.0, 4.0]]))
+    assert info["pockets"] == 1 and info["specks"] == 1
+    assert (field.fixed[bubble] == 1).all() and (field.sdf_grid()[bubble] > 0).all()
+    assert (field.fixed[speck] == -1).all() and (field.sdf_grid()[speck] <= 0).all()
+    untouched = ~(r < 0.45) & ~(((c - c[speck].mean(0)).abs() < 2.01 * field.voxel).all(-1))
+    assert torch.equal(field.fixed[untouched], fixed_before[untouched])  # the shell and the outside: as they were
+    # the same bubble holding a camera (a room seen from inside) is left empty
+    field2, _ = _shell_field(open_top=False)
+    with torch.no_grad():
+        field2.logits.copy_(logits)
+    assert seal(field2, torch.tensor([[0.15, 0.0, 0.0]]))["pockets"] == 0 and not (field2.fixed == 1).any()
+    # an open cavity (the cup) is not a pocket
+    cup, _ = _shell_field(open_top=True)
+    assert seal(cup)["pockets"] == 0
+
+
 def test_plain_density_is_not_carved():
     field = build_field(FieldSettings(**{**FIELD.__dict__, "density": "plain"}), 1.0)
     o, d = _rays(views=2)
     assert carve(field, o, d, near=2.0, far=6.0, n_samples=32) == {"carved": False}
+    assert seal(field) == {"sealed": False}
 
 
 def _sphere(radius: float, centre=(0.0, 0.0, 0.0)):
@@ -196,3 +229,22 @@ def test_learned_sdf_is_positive_inside_and_negative_outside(tmp_path):
             assert positive_inside > 0.99
         else:  # the interior keeps its initial p̂ ≈ ½: the sign there is a coin toss (0.50 measured)
             assert positive_inside < 0.9
+
+
+def test_occupancy_area_is_the_boundary_area_and_pulls_toward_flat_surfaces():
+    from geocert_rs_sdf.train import occupancy_area
+
+    p = torch.zeros(20, 20, 20)
+    p[5:15, 5:15, 5:15] = 1.0  # a 10-voxel cube: 6 · 10² boundary faces
+    assert occupancy_area(p).item() == pytest.approx(600 / p.numel())
+    # a bump on a flat floor costs its side faces; the gradient of the prior lowers the bump, not the floor
+    floor = torch.zeros(20, 20, 20)
+    floor[:, :, :8] = 1.0
+    bumped = floor.clone()
+    bumped[8:12, 8:12, 8:10] = 1.0
+    assert occupancy_area(bumped) > occupancy_area(floor)
+    q = bumped.clone().requires_grad_(True)
+    occupancy_area(q).backward()
+    # (sub)gradients: every surface voxel is pulled toward its neighbours' mean, the bump's rim (side faces too)
+    # harder than the flat floor far from it
+    assert q.grad[8, 8, 9] > q.grad[0, 0, 7] > 0
