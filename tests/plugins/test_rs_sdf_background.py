@@ -141,3 +141,26 @@ def _fit_psnr(volume: bool, steps: int = 150, rays: int = 512) -> float:
 def test_the_volume_learns_a_textured_ground_that_the_sky_alone_blurs():
     sky_only, volume = _fit_psnr(False), _fit_psnr(True)
     assert volume > sky_only + 3.0, (volume, sky_only)
+
+
+def test_a_sky_only_train_nerf_checkpoint_loads_and_renders_as_before(tmp_path):
+    import dataclasses
+
+    from geocert_rs_sdf.render import render_image
+    from geocert_rs_sdf.train import FitSettings, build_field, load_checkpoint, save_checkpoint
+    from test_rs_sdf_nerf import TINY_FIELD
+
+    fs = dataclasses.replace(TINY_FIELD, background="learned")
+    field = build_field(fs, 1.0, torch.Generator().manual_seed(0), near=2.0, far=6.0, background_radius=RADIUS)
+    path = save_checkpoint(tmp_path / "c.pt", field, fs, FitSettings(steps=1), 1)
+    data = torch.load(path, weights_only=False)  # as written before the volume: the sky MLP's keys only
+    data["model"] = {k: v for k, v in data["model"].items() if not k.startswith("background_model.")
+                     or k == "background_model.radius" or k.startswith("background_model.mlp.")}
+    torch.save(data, path)
+    back, fs_back, _, _ = load_checkpoint(path)
+    assert fs_back.background == "learned" and not back.background_model.volume
+    field.background_model.volume = False  # the same sky alone
+    c2w = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, -4], [0, 1, 0, 0.5], [0, 0, 0, 1]])
+    a = render_image(field, 32, 4, c2w, 6, 6, 8.0)["rgb"]
+    b = render_image(back, 32, 4, c2w, 6, 6, 8.0)["rgb"]
+    assert torch.equal(a, b)
