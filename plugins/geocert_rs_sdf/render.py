@@ -186,24 +186,30 @@ def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, hei
     """Render one view of camera ``c2w [4, 4]`` with intrinsics ``camera`` (a one-view
     :class:`~geocert_rs_sdf.data.Cameras`, or a focal length in pixels) on the field's device with ``samples``
     density samples and ``color_samples`` colour queries per ray: ``rgb [H, W, 3]``, ``depth [H, W]``,
-    ``opacity [H, W]``."""
+    ``opacity [H, W]``; each pixel the mean of a k×k grid of rays over its area when the field's
+    ``pixel_samples`` is k² > 1 (``--antialias``)."""
     from geocert_rs_sdf.data import FAR, NEAR, pixel_rays
 
     state = field.geometry_state() if state is None else state
     skip = field.skip_grid(state) if skip is None else skip
     near, far = getattr(field, "near", NEAR), getattr(field, "far", FAR)
-    o, d = pixel_rays(c2w[None].to(state.device), height, width, camera)
-    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
-    for i in range(0, o.shape[0], chunk):
-        oc, dc = o[i:i + chunk], d[i:i + chunk]
-        out = render_rays(field, state, oc, dc, near=near, far=far, n_samples=samples, color_samples=color_samples,
-                          skip_grid=skip, background=_view_background(field, oc, dc))
-        for k in parts:
-            parts[k].append(out[k])
-    return {"rgb": torch.cat(parts["rgb"]).reshape(height, width, 3).clamp(0, 1),
-            "depth": torch.cat(parts["depth"]).reshape(height, width),
-            "opacity": torch.cat(parts["opacity"]).reshape(height, width)}
+    k = max(1, int(round(math.sqrt(getattr(field, "pixel_samples", 1)))))
+    total: dict[str, torch.Tensor] = {}
+    for offset in [((a + 0.5) / k, (b + 0.5) / k) for b in range(k) for a in range(k)]:
+        o, d = pixel_rays(c2w[None].to(state.device), height, width, camera, offset=offset)
+        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+        parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
+        for i in range(0, o.shape[0], chunk):
+            oc, dc = o[i:i + chunk], d[i:i + chunk]
+            out = render_rays(field, state, oc, dc, near=near, far=far, n_samples=samples,
+                              color_samples=color_samples, skip_grid=skip, background=_view_background(field, oc, dc))
+            for key in parts:
+                parts[key].append(out[key])
+        for key in parts:
+            total[key] = total.get(key, 0) + torch.cat(parts[key]) / (k * k)
+    return {"rgb": total["rgb"].reshape(height, width, 3).clamp(0, 1),
+            "depth": total["depth"].reshape(height, width),
+            "opacity": total["opacity"].reshape(height, width)}
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ import torch
 from geocert_rs_sdf.background import Background
 from geocert_rs_sdf.carve import carve, seal
 from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
-from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
+from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays, rays_at
 from geocert_rs_sdf.field import RadianceField
 from geocert_rs_sdf.render import render_rays
 
@@ -33,17 +33,21 @@ SKIP_EVERY = 16  # steps between refreshes of the empty-space bitfield during tr
 CARVE_AT = (0.5, 0.7, 0.9)  # space carving after these fractions of the run (rs-sdf, --carve)
 CARVE_MIN_STEPS = 1000
 CARVE_RAYS = 1_000_000  # at most this many training rays per carving pass (every k-th pixel per axis)
+ANTIALIAS_SAMPLES = 4  # rays per pixel (a 2×2 grid) of rendered views with --antialias on
 FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
 
 
 def resolve_field(fs: FieldSettings, split: Split, *, bundled: bool = False) -> FieldSettings:
     """``fs`` with its "auto" settings decided for the scene: ``background`` white for RGBA images, learned
-    otherwise; ``view_dependent`` off for the ``bundled`` (Lambertian, procedural) scene, on otherwise.
+    otherwise; ``view_dependent`` and ``antialias`` off for the ``bundled`` (Lambertian, procedural,
+    pixel-centre sampled) scene, on otherwise.
     InputError when ``random`` has no alpha or masks to composite with."""
     from geocert.errors import InputError
 
     if fs.view_dependent == "auto":
         fs = dataclasses.replace(fs, view_dependent="off" if bundled else "on")
+    if fs.antialias == "auto":
+        fs = dataclasses.replace(fs, antialias="off" if bundled else "on")
     if fs.background == "auto":
         return dataclasses.replace(fs, background=split.background)
     if fs.background == "random" and split.alpha is None:
@@ -59,7 +63,9 @@ def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | No
     initial density refers to ``init_sharpness`` (default: the sharpness that training starts at,
     ``SHARPNESS_START · fs.sharpness``). The scene's ray segment (``near``, ``far``) and its background
     model (``background_model``, a :class:`~geocert_rs_sdf.background.Background` of ``fs.background``,
-    "auto" read as white) ride along as attributes of the field; ``view_dependent`` "auto" is read as off."""
+    "auto" read as white) and the rays per rendered pixel (``pixel_samples``: ``ANTIALIAS_SAMPLES`` with
+    ``antialias`` on, else 1) ride along as attributes of the field; ``view_dependent`` and ``antialias``
+    "auto" are read as off."""
     init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
     field = RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
                           sharpness=fs.sharpness,
@@ -67,6 +73,7 @@ def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | No
                           hash_max_res=fs.hash_max_res, hidden=fs.hidden, view_dependent=fs.view_dependent == "on",
                           generator=generator)
     field.near, field.far = float(near), float(far)
+    field.pixel_samples = ANTIALIAS_SAMPLES if fs.antialias == "on" else 1  # rays per pixel in rendered views
     mode = "white" if fs.background == "auto" else fs.background
     field.background_model = Background(mode, background_radius, generator=generator)
     return field
@@ -135,6 +142,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     else:
         gen.manual_seed(st.seed * 1000003 + start_step)
     c2w = train.c2w.to(device)
+    jitter = fs.antialias == "on"
+    cameras = train.cameras
     origins, dirs = pixel_rays(c2w, train.height, train.width, train.cameras)
     view_of_ray = torch.arange(c2w.shape[0], device=device).repeat_interleave(train.height * train.width)
     cam_origin = c2w[:, :3, 3].float()
@@ -182,7 +191,13 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         state = field.geometry_state()
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
-        ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
+        if jitter:  # a random point of each ray's pixel: the pixel seen as an area (--antialias)
+            pix = idx % (train.height * train.width)
+            sub = torch.rand(2, idx.shape[0], generator=gen, device=device, dtype=torch.float64)
+            ray_o, ray_d = rays_at(c2w, cameras, view_of_ray[idx], (pix % train.width) + sub[0],
+                                   torch.div(pix, train.width, rounding_mode="floor") + sub[1])
+        else:
+            ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
         background = bg_model(ray_o, ray_d, training=True, generator=gen) if bg_model.mode == "random" else \
             functools.partial(bg_model, ray_o, ray_d, training=True, generator=gen)  # (of the opacity: see render_rays)
         target = colors[idx]
