@@ -236,6 +236,7 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
                "seconds_per_step": round(timed["train_seconds"] / steps_timed, 4),
                "train_cpu_seconds": round(timed["train_cpu_seconds"], 2), "threads": torch.get_num_threads(),
                "device": str(device), "last_step": res["last"], "background": fs.background, "view_dependent": fs.view_dependent,
+               "antialias": fs.antialias, "carving": res["loop_state"].get("carves") or [],
                "scene_box": {"center": list(train_split.center), "bound": train_split.bound,
                              "near": train_split.near, "far": train_split.far},
                "test_psnr": ev["psnr"], **object_metrics(ev["renders"], test), "test_ssim": ev["ssim"],

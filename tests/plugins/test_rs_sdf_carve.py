@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -225,10 +226,14 @@ def test_learned_sdf_is_positive_inside_and_negative_outside(tmp_path):
         assert cli(["train-nerf", str(BUNNY), "--output", str(out), *_SMALL, carve_flag]) == 0
         positive_inside, negative_outside = _signs_at_depth(out / "checkpoint.pt", 0.05)
         assert negative_outside > 0.999
+        carving = json.loads((out / "metrics.json").read_text())["carving"]
         if carve_flag == "--carve":
             assert positive_inside > 0.99
+            assert [("hidden_fraction" in c, "sealed" in c) for c in carving] == [(True, False)] * 3 + [(False, True)]
+            assert carving[-1]["sealed"] and {"pockets", "specks"} <= set(carving[-1])
         else:  # the interior keeps its initial p̂ ≈ ½: the sign there is a coin toss (0.50 measured)
             assert positive_inside < 0.9
+            assert carving == []
 
 
 def test_occupancy_area_is_the_boundary_area_and_pulls_toward_flat_surfaces():
@@ -237,7 +242,7 @@ def test_occupancy_area_is_the_boundary_area_and_pulls_toward_flat_surfaces():
     p = torch.zeros(20, 20, 20)
     p[5:15, 5:15, 5:15] = 1.0  # a 10-voxel cube: 6 · 10² boundary faces
     assert occupancy_area(p).item() == pytest.approx(600 / p.numel())
-    # a bump on a flat floor costs its side faces; the gradient of the prior lowers the bump, not the floor
+    # a bump on a flat floor costs its side faces
     floor = torch.zeros(20, 20, 20)
     floor[:, :, :8] = 1.0
     bumped = floor.clone()
