@@ -88,9 +88,10 @@ def noise_loss(logits: torch.Tensor, labels: torch.Tensor, *, consistency: float
     else:
         loss = -(logp.gather(-1, y).squeeze(-1).mean(dim=1) * weights).sum() / weights.sum().clamp(min=1e-12)
     if k > 1 and (consistency > 0 or entropy > 0):
-        probs = logp.exp()
-        mean = probs.mean(dim=1)  # [B, N, P]
-        ent = -torch.special.xlogy(mean, mean).sum(-1)  # H(p̄)
+        mean = logp.exp().mean(dim=1)  # [B, N, P]
+        # H(p̄) from log p̄ (finite where p̄ = 0, for the masked parts: xlogy's gradient there is 0 · -inf = NaN)
+        log_mean = torch.logsumexp(logp, dim=1) - math.log(k)
+        ent = -(mean * log_mean).sum(-1)
         # KL(p̄ ‖ p_k) averaged over k = -H(p̄) - Σ p̄ · mean_k log p_k
         kl = -ent - (mean * logp.mean(dim=1)).sum(-1)
         loss = loss + consistency * kl.mean() + entropy * ent.mean()

@@ -570,9 +570,12 @@ def test_noise_loss_terms():
     torch.testing.assert_close(noise_loss(same, labels, consistency=10.0, entropy=0.5),
                                noise_loss(same, labels) + 0.5 * ent)
     assert noise_loss(logits, labels, consistency=1.0) > noise_loss(logits, labels)  # KL > 0 when copies differ
-    # masked parts (-1e9) keep the loss finite
-    masked = logits.masked_fill(torch.tensor([False, False, True, True]), -1e9)
-    assert torch.isfinite(noise_loss(masked, labels % 2, consistency=10.0, entropy=0.5, count=1.0))
+    # masked parts (-1e9) keep the loss and its gradient finite (a NaN gradient from the entropy's
+    # 0 · log 0 at the masked parts once made every consistency run end as a constant model)
+    masked = logits.masked_fill(torch.tensor([False, False, True, True]), -1e9).requires_grad_(True)
+    loss = noise_loss(masked, labels % 2, consistency=10.0, entropy=0.5, count=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(masked.grad).all()
 
 
 def test_count_loss_gives_up_points_far_below_the_cut():
