@@ -95,10 +95,9 @@ class FieldSettings:
     hidden: int = 64
     """Hidden width of the colour MLP."""
     antialias: Literal["auto", "on", "off"] = "auto"
-    """Treat a pixel as an area, as cameras and Blender do: training rays go through a random point of their
-    pixel, and views are rendered as the mean of a 2×2 grid of rays per pixel (4× the rendering time). auto:
-    on for a scene given as DATA, off for the bundled procedural scene (its renderer samples each pixel's
-    centre only). Measured in docs/rs_sdf.md."""
+    """Render views with each pixel as an area, the mean of a 2×2 grid of rays over it (as cameras and Blender
+    form pixels; 4× the rendering time, training unchanged). auto: on for a scene given as DATA, off for the
+    bundled procedural scene (its renderer samples each pixel's centre only). Measured in docs/rs_sdf.md."""
     view_dependent: Literal["auto", "on", "off"] = "auto"
     """Feed the view direction (spherical harmonics, degree 2) to the colour MLP (specular highlights). auto:
     on for a scene given as DATA (real materials are glossy), off for the bundled procedural scene (it is

@@ -40,7 +40,7 @@ import torch
 
 from geocert.errors import InputError
 
-__all__ = ["Split", "Cameras", "SceneFrame", "load_split", "pixel_rays", "rays_at", "undistort", "distort", "scene_frame",
+__all__ = ["Split", "Cameras", "SceneFrame", "load_split", "pixel_rays", "undistort", "distort", "scene_frame",
            "scene_format", "DEFAULT_BOUND", "NEAR", "FAR", "SUPPORTED_CAMERA_MODELS"]
 
 DEFAULT_BOUND = 1.5  # the Blender scenes fit in [-1.5, 1.5]^3
@@ -193,37 +193,17 @@ def pixel_rays(c2w: torch.Tensor, height: int, width: int,
     p = cams.params.to(torch.float64)[:, None, None, :]  # [V|1, 1, 1, 9]
     j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64) + offset[1],
                           torch.arange(width, dtype=torch.float64) + offset[0], indexing="ij")
-    d = _camera_dirs(p, i, j, cams.distorted).to(c2w.device)
+    x = (i - p[..., 2]) / p[..., 0]
+    y = (j - p[..., 3]) / p[..., 1]
+    if cams.distorted:
+        x, y = undistort(x, y, p[..., 4:9])
+    d = torch.stack([x, -y, -torch.ones_like(x)], dim=-1).float().to(c2w.device)  # OpenCV → OpenGL camera
     if d.shape[0] == 1:
         d = d.expand(c2w.shape[0], -1, -1, -1)
     dirs = torch.einsum("vhwk,vjk->vhwj", d, c2w[:, :3, :3])
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     origins = c2w[:, None, None, :3, 3].expand_as(dirs).contiguous()
     return origins, dirs
-
-
-def rays_at(c2w: torch.Tensor, cameras: Cameras, view: torch.Tensor, u: torch.Tensor,
-            v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins and unit directions ``[R, 3]`` of rays through continuous pixel positions ``u, v [R]`` (pixel
-    (i, j) spans [i, i + 1] × [j, j + 1]) of views ``view [R]`` (cameras ``c2w [V, 4, 4]`` and their
-    :class:`Cameras`, one serving all or one per view), on the device of ``c2w``: what :func:`pixel_rays` gives
-    at the pixel centres, anywhere in the pixel."""
-    params = cameras.params.to(device=c2w.device, dtype=torch.float64)
-    p = params[view if len(cameras) > 1 else torch.zeros_like(view)]  # [R, 9]
-    d = _camera_dirs(p, u.to(torch.float64), v.to(torch.float64), cameras.distorted)
-    rot = c2w[view, :3, :3].float()
-    dirs = torch.einsum("rk,rjk->rj", d, rot)
-    return c2w[view, :3, 3].float(), dirs / dirs.norm(dim=-1, keepdim=True)
-
-
-def _camera_dirs(p: torch.Tensor, i: torch.Tensor, j: torch.Tensor, distorted: bool) -> torch.Tensor:
-    """Camera-frame directions (OpenGL: −z forward, y up; float32) of pixel positions ``i, j`` (float64) for
-    intrinsics ``p [..., 9]`` broadcastable against them."""
-    x = (i - p[..., 2]) / p[..., 0]
-    y = (j - p[..., 3]) / p[..., 1]
-    if distorted:
-        x, y = undistort(x, y, p[..., 4:9])
-    return torch.stack([x, -y, -torch.ones_like(x)], dim=-1).float()  # OpenCV → OpenGL camera
 
 
 # --------------------------------------------------------------------------------------------- files

@@ -21,7 +21,7 @@ import torch
 from geocert_rs_sdf.background import Background
 from geocert_rs_sdf.carve import carve, seal
 from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
-from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays, rays_at
+from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
 from geocert_rs_sdf.render import render_rays
 
@@ -142,8 +142,6 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     else:
         gen.manual_seed(st.seed * 1000003 + start_step)
     c2w = train.c2w.to(device)
-    jitter = fs.antialias == "on"
-    cameras = train.cameras
     origins, dirs = pixel_rays(c2w, train.height, train.width, train.cameras)
     view_of_ray = torch.arange(c2w.shape[0], device=device).repeat_interleave(train.height * train.width)
     cam_origin = c2w[:, :3, 3].float()
@@ -191,13 +189,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         state = field.geometry_state()
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
-        if jitter:  # a random point of each ray's pixel: the pixel seen as an area (--antialias)
-            pix = idx % (train.height * train.width)
-            sub = torch.rand(2, idx.shape[0], generator=gen, device=device, dtype=torch.float64)
-            ray_o, ray_d = rays_at(c2w, cameras, view_of_ray[idx], (pix % train.width) + sub[0],
-                                   torch.div(pix, train.width, rounding_mode="floor") + sub[1])
-        else:
-            ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
+        ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
         background = bg_model(ray_o, ray_d, training=True, generator=gen) if bg_model.mode == "random" else \
             functools.partial(bg_model, ray_o, ray_d, training=True, generator=gen)  # (of the opacity: see render_rays)
         target = colors[idx]
