@@ -40,6 +40,8 @@ class Args:
     per_part: bool = False
     """Also print per part: its share of the points, the share of its points above the cut (certified right)
     and of its points whose top part is another one above the cut (stably wrong)."""
+    histogram: bool = False
+    """Also print the share of the points in bands of their vote fraction for the true part."""
     ensemble: bool = False
     """Score the ensemble of the checkpoints (mean log-softmax over their category parts, their own priors
     removed, one linear prior calibrated on top) instead of each checkpoint."""
@@ -172,6 +174,11 @@ def main() -> None:
         cats = " ".join(f"{c[:5]} {np.mean(np.concatenate(per_cat[c]) > args.cut):.2f}"
                         for c in CATEGORIES if c in per_cat)
         print(f"{path}: p>{args.cut} {np.mean(allp > args.cut):.3f}  mean p {allp.mean():.3f} | {cats}", flush=True)
+        if args.histogram:
+            edges = (0, 0.1, 0.3, 0.5, 0.7, args.cut, 0.85, 0.95, 1.0)
+            shares = np.histogram(allp, bins=edges)[0] / allp.size
+            print("  " + "  ".join(f"[{a:g}, {b:g}{']' if b == 1.0 else ')'}: {v:.3f}"
+                                   for a, b, v in zip(edges[:-1], edges[1:], shares, strict=True)))
         if args.per_part:
             for (c, part), rows in sorted(per_part.items()):
                 n, right, wrong = np.sum(rows, axis=0)
