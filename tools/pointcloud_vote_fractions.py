@@ -107,7 +107,7 @@ def calibrated(model, ckpt: dict, args: Args, data: Path):
 
     kind = args.calibrate if args.calibrate in ("linear", "quadratic") else None
     if kind and (model.prior_kind != kind or args.reset_prior):
-        with_prior = build_model({**ckpt["model"], "spatial_prior": kind if kind == "quadratic" else True})
+        with_prior = build_model({**ckpt["model"], "spatial_prior": kind})
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}
         with_prior.load_state_dict(state, strict=False)
         model = with_prior.eval()

@@ -59,7 +59,7 @@ def run(cfg) -> dict:
     from geocert.pipeline import open_run, preflight
     from geocert.pipeline.progress import progress
     from geocert_pointcloud.data import ShapeNetPart, evenly_spaced
-    from geocert_pointcloud.model import PointNetPartSeg, save_checkpoint
+    from geocert_pointcloud.model import PRIOR_FEATURES, PointNetPartSeg, save_checkpoint
     from geocert_pointcloud.scenes import default_dataset
     from geocert_pointcloud.train import (
         calibrate_part_biases,
@@ -92,7 +92,7 @@ def run(cfg) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
-                            spatial_prior={"linear": True, "quadratic": "quadratic"}.get(cfg.calibrate, False),
+                            spatial_prior=cfg.calibrate if cfg.calibrate in PRIOR_FEATURES else False,
                             arch=cfg.arch, global_pool=cfg.global_pool,
                             voxel_resolution=cfg.voxel_resolution, voxel_depth=cfg.voxel_depth)
     pts, lab, cat = stack_shapes(train_shapes)

@@ -194,9 +194,10 @@ def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, hei
     skip = field.skip_grid(state) if skip is None else skip
     near, far = getattr(field, "near", NEAR), getattr(field, "far", FAR)
     k = max(1, int(round(math.sqrt(getattr(field, "pixel_samples", 1)))))
+    c2w = c2w[None].to(state.device)
     total: dict[str, torch.Tensor] = {}
     for offset in [((a + 0.5) / k, (b + 0.5) / k) for b in range(k) for a in range(k)]:
-        o, d = pixel_rays(c2w[None].to(state.device), height, width, camera, offset=offset)
+        o, d = pixel_rays(c2w, height, width, camera, offset=offset)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
         for i in range(0, o.shape[0], chunk):

@@ -909,3 +909,15 @@ def test_train_pc_with_the_extra_options_certifies_at_its_own_sigma(tiny_dataset
     assert ckpt["sigma"] == 0.2 and ckpt["train_config"]["train_sigma"] == 0.3
     assert model.prior_kind == "quadratic" and model.global_pool == "max+mean"
     assert model.prior.weight.abs().sum() > 0  # calibrated
+
+
+@pytest.mark.parametrize("calibrate, prior", [("off", None), ("bias", None), ("linear", "linear")])
+def test_train_pc_calibrate_choices_build_their_prior(tiny_dataset, tmp_path, calibrate, prior):
+    from geocert_pointcloud.model import load_checkpoint
+
+    out = tmp_path / calibrate
+    assert cli(["train-pc", str(tiny_dataset), "--output", str(out), "--epochs", "1", "--width", "8",
+                "--num-points", "128", "--train-points", "64", "--calibration-draws", "4",
+                "--calibrate", calibrate]) == 0
+    model, _ = load_checkpoint(out / "model.pt")
+    assert model.prior_kind == prior and (model.prior is None) == (prior is None)
