@@ -179,6 +179,11 @@ def _view_background(field, origins: torch.Tensor, dirs: torch.Tensor):
     return 1.0 if bg is None else functools.partial(bg, origins, dirs)  # called with the rays' opacity
 
 
+def pixel_offsets(k: int) -> list[tuple[float, float]]:
+    """Where in its pixel (x, y in [0, 1]) each ray of a k×k grid over the pixel passes, row by row."""
+    return [((a + 0.5) / k, (b + 0.5) / k) for b in range(k) for a in range(k)]
+
+
 @torch.no_grad()
 def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, height: int, width: int,
                  camera, *, state: torch.Tensor | None = None, skip: torch.Tensor | None = None,
@@ -196,7 +201,7 @@ def render_image(field, samples: int, color_samples: int, c2w: torch.Tensor, hei
     k = max(1, int(round(math.sqrt(getattr(field, "pixel_samples", 1)))))
     c2w = c2w[None].to(state.device)
     total: dict[str, torch.Tensor] = {}
-    for offset in [((a + 0.5) / k, (b + 0.5) / k) for b in range(k) for a in range(k)]:
+    for offset in pixel_offsets(k):
         o, d = pixel_rays(c2w, height, width, camera, offset=offset)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}

@@ -34,6 +34,7 @@ CARVE_AT = (0.5, 0.7, 0.9)  # space carving after these fractions of the run (rs
 CARVE_MIN_STEPS = 1000
 CARVE_RAYS = 1_000_000  # at most this many training rays per carving pass (every k-th pixel per axis)
 ANTIALIAS_SAMPLES = 4  # rays per pixel (a 2×2 grid) of rendered views with --antialias on
+EDGE_OPAQUE = 0.99  # training pixels with FOREGROUND_ALPHA < alpha < this are the silhouette's (EdgeRays)
 FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
 
 
@@ -158,6 +159,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     fg = fg_pix.nonzero().squeeze(1) if fg_pix is not None else colors[:0, 0].long()
     n_fg = int(round(st.rays * st.foreground_fraction)) if len(fg) else 0
     bg_model = field.background_model
+    edge = edge_rays(field, train, all_alpha, valid, bg_model.mode, device)
     near, far = field.near, field.far
     opt = make_optimizer(field, st.lr, st.grid_lr)
     if optimizer_state is not None:
@@ -190,6 +192,9 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         if skip is None or step % SKIP_EVERY == 0:
             skip = field.skip_grid(state)
         ray_o, ray_d = cam_origin[view_of_ray[idx]], dirs[idx]
+        group = None
+        if edge is not None:  # partly covered pixels: k×k rays each, as the renders draw them
+            ray_o, ray_d, group = edge.expand(idx, ray_o, ray_d)
         background = bg_model(ray_o, ray_d, training=True, generator=gen) if bg_model.mode == "random" else \
             functools.partial(bg_model, ray_o, ray_d, training=True, generator=gen)  # (of the opacity: see render_rays)
         target = colors[idx]
@@ -199,6 +204,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         out = render_rays(field, state, ray_o, ray_d, near=near, far=far,
                           n_samples=fs.samples, color_samples=fs.color_samples, skip_grid=skip, perturb=True,
                           generator=gen, background=background)
+        if group is not None:
+            out = {**out, "rgb": edge.mean(out["rgb"], group, len(idx)), "opacity": edge.mean(out["opacity"], group, len(idx))}
         loss = torch.mean((out["rgb"] - target) ** 2)
         if alpha is not None:
             loss = loss + st.mask_weight * torch.mean((out["opacity"] - alpha[idx]) ** 2)
@@ -236,6 +243,65 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     return {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
             "steps_run": st.steps - start_step, "last": stats, "optimizer": opt, "loop_state": carried(),
             "carves": carves}
+
+
+class EdgeRays:
+    """The training pixels that the object covers in part (FOREGROUND_ALPHA < alpha < EDGE_OPAQUE, the
+    silhouette's pixels), and the directions of a k×k grid of rays over each of them (those of
+    :func:`~geocert_rs_sdf.render.pixel_offsets`). Rendered views with ``--antialias on`` draw every pixel as the
+    mean of such a grid; training draws each of these pixels the same way, so that the mean, not one ray
+    through the centre, matches the image's partial coverage (a single ray per pixel through a random point
+    would match it only in expectation, and its variance across the pixel, which the MSE adds, blurs the
+    texture)."""
+
+    def __init__(self, pixels: torch.Tensor, sub_dirs: torch.Tensor, n_pixels: int):
+        self.k2 = sub_dirs.shape[1]
+        self.row = torch.full((n_pixels,), -1, dtype=torch.long, device=pixels.device)
+        self.row[pixels] = torch.arange(len(pixels), device=pixels.device)
+        self.sub_dirs = sub_dirs  # [P, k², 3]
+
+    def expand(self, idx: torch.Tensor, ray_o: torch.Tensor, ray_d: torch.Tensor):
+        """The batch's rays with each edge pixel's ray replaced by its k² rays, and each ray's batch slot."""
+        row = self.row[idx]
+        hit = row >= 0
+        if not bool(hit.any()):
+            return ray_o, ray_d, None
+        slot = torch.arange(len(idx), device=idx.device)
+        sub = self.sub_dirs[row[hit]].reshape(-1, 3)
+        sub_slot = slot[hit].repeat_interleave(self.k2)
+        return (torch.cat([ray_o[~hit], ray_o[sub_slot]]), torch.cat([ray_d[~hit], sub]),
+                torch.cat([slot[~hit], sub_slot]))
+
+    @staticmethod
+    def mean(values: torch.Tensor, group: torch.Tensor, n: int) -> torch.Tensor:
+        """Per batch slot, the mean of ``values`` over the rays of that slot (``group``)."""
+        total = torch.zeros((n, *values.shape[1:]), dtype=values.dtype, device=values.device)
+        total = total.index_add(0, group, values)
+        count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(
+            0, group, torch.ones_like(group, dtype=values.dtype))
+        return total / count.reshape(-1, *([1] * (values.dim() - 1)))
+
+
+def edge_rays(field: RadianceField, train: Split, alpha: torch.Tensor | None, valid: torch.Tensor | None,
+              background: str, device) -> EdgeRays | None:
+    """:class:`EdgeRays` of ``train`` when rendered views draw pixels as areas (the field's ``pixel_samples``
+    > 1, ``--antialias on``) and the images have alpha or masks with partly covered pixels; None otherwise
+    (and with a random background, whose per-ray colours a pixel's rays would not share)."""
+    from geocert_rs_sdf.render import pixel_offsets
+
+    k = int(round(math.sqrt(getattr(field, "pixel_samples", 1))))
+    if k <= 1 or alpha is None or background == "random":
+        return None
+    part = (alpha > FOREGROUND_ALPHA) & (alpha < EDGE_OPAQUE)
+    if valid is not None:
+        part &= valid
+    pixels = part.nonzero().squeeze(1)
+    if not len(pixels):
+        return None
+    c2w = train.c2w.to(device)
+    subs = [pixel_rays(c2w, train.height, train.width, train.cameras, offset=off)[1].reshape(-1, 3)[pixels]
+            for off in pixel_offsets(k)]
+    return EdgeRays(pixels, torch.stack(subs, dim=1), len(alpha))
 
 
 def occupancy_area(p: torch.Tensor) -> torch.Tensor:

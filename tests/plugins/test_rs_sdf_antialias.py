@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import torch
-from geocert_rs_sdf.data import Cameras, load_split, pixel_rays
+from geocert_rs_sdf.data import Cameras, Split, load_split, pixel_rays
 from geocert_rs_sdf.render import render_image, render_rays
 from geocert_rs_sdf.scenes import SceneSpec, look_at, make_scene
 from geocert_rs_sdf.train import (
@@ -15,6 +15,7 @@ from geocert_rs_sdf.train import (
     FieldSettings,
     FitSettings,
     build_field,
+    edge_rays,
     fit,
     resolve_field,
 )
@@ -86,9 +87,58 @@ def test_auto_is_off_for_the_bundled_scene_and_on_for_data(tmp_path):
     assert build_field(TINY, 1.0).pixel_samples == 1  # "auto" unresolved (a checkpoint from before the option)
 
 
-def test_training_does_not_depend_on_antialias(tmp_path):
+def _edge_split():
+    """A one-view split of the slab's edge whose alpha is the slab's coverage of each pixel (the 8×8-ray mean):
+    fractional on the pixels the edge crosses."""
+    c2w = torch.from_numpy(look_at(np.array([0.0, -4.0, 0.0]))).float()
+    cam = Cameras.pinhole(12.0, 24, 24)
+    alpha = render_image(_edge_field(64), 48, 4, c2w, 24, 24, cam)["opacity"][None]
+    return Split(images=torch.ones(1, 24, 24, 3), alpha=alpha, c2w=c2w[None], cameras=cam, height=24, width=24,
+                 bound=1.0, mesh=None, files=[])
+
+
+def test_partly_covered_training_pixels_are_drawn_as_the_renders_draw_them():
+    """With --antialias on, a training pixel the object covers in part is the mean of the same 2×2 rays that
+    render_image draws for it (the loss compares what the renders show); every other pixel is its centre ray."""
+    split = _edge_split()
+    alpha = split.alpha.reshape(-1)
+    field = _edge_field(ANTIALIAS_SAMPLES)
+    edge = edge_rays(field, split, alpha, None, "white", "cpu")
+    part = (alpha > 0.01) & (alpha < 0.99)
+    assert edge is not None and part.sum() >= 6 and len(edge.sub_dirs) == int(part.sum())
+    o, d = pixel_rays(split.c2w, 24, 24, split.cameras)
+    idx = torch.arange(24 * 24)
+    ray_o, ray_d, group = edge.expand(idx, o.reshape(-1, 3), d.reshape(-1, 3))
+    assert len(ray_o) == 24 * 24 + 3 * int(part.sum())
+    state = field.geometry_state()
+    out = render_rays(field, state, ray_o, ray_d, near=field.near, far=field.far, n_samples=48, color_samples=4,
+                      skip_grid=field.skip_grid(state))
+    opacity = edge.mean(out["opacity"], group, len(idx))
+    rgb = edge.mean(out["rgb"], group, len(idx))
+    area = render_image(field, 48, 4, split.c2w[0], 24, 24, split.cameras)
+    centre = render_image(_edge_field(1), 48, 4, split.c2w[0], 24, 24, split.cameras)
+    torch.testing.assert_close(opacity[part], area["opacity"].reshape(-1)[part], atol=1e-5, rtol=0)
+    torch.testing.assert_close(rgb[part], area["rgb"].reshape(-1, 3)[part], atol=1e-5, rtol=0)
+    torch.testing.assert_close(opacity[~part], centre["opacity"].reshape(-1)[~part], atol=1e-5, rtol=0)
+    assert (area["opacity"].reshape(-1)[part] - centre["opacity"].reshape(-1)[part]).abs().max() > 0.1
+
+
+def test_edge_rays_only_where_renders_draw_areas():
+    split = _edge_split()
+    alpha = split.alpha.reshape(-1)
+    assert edge_rays(_edge_field(1), split, alpha, None, "white", "cpu") is None  # --antialias off
+    assert edge_rays(_edge_field(4), split, None, None, "learned", "cpu") is None  # no alpha, no masks
+    assert edge_rays(_edge_field(4), split, alpha, None, "random", "cpu") is None  # colours per ray
+    assert edge_rays(_edge_field(4), split, (alpha > 0.5).float(), None, "white", "cpu") is None  # binary masks
+    valid = torch.zeros_like(alpha, dtype=torch.bool)
+    assert edge_rays(_edge_field(4), split, alpha, valid, "white", "cpu") is None  # all masked out
+
+
+def test_training_does_not_depend_on_antialias_without_partly_covered_pixels(tmp_path):
+    """The bundled renderer samples pixel centres, so its alpha is 0 or 1: no pixel is drawn as an area."""
     scene = make_scene(tmp_path / "s", SceneSpec(width=16, n_train=3, n_val=1, n_test=1, mesh_res=24))
     train = load_split(scene, "train")
+    assert set(train.alpha.unique().tolist()) <= {0.0, 1.0}
     st = FitSettings(steps=6, rays=64, foreground_fraction=0.0, carve=False)
 
     def run(antialias: str) -> torch.Tensor:
