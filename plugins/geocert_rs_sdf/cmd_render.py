@@ -85,10 +85,10 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
         validate_train(cfg.train)
     t_start = time.perf_counter()
     run_ = open_run(cfg)
-    trained = None
+    trained, trained_views = None, {}
     if cfg.checkpoint is None:
         tcfg = dataclasses.replace(cfg.train, output=run_.output / "model")
-        trained = train(tcfg, flag_prefix="--train.", announce=f"render: no --checkpoint; training on "
+        trained = train(tcfg, flag_prefix="--train.", views=trained_views, announce=f"render: no --checkpoint; training on "
                         f"{'the bundled default scene' if tcfg.data is None else tcfg.data} into {tcfg.output}")
         ckpt = Path(tcfg.output) / "checkpoint.pt"
         run_.update_extra(model=str(tcfg.output))
@@ -110,7 +110,10 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
     run_.update_extra(checkpoint=str(ckpt), scene=str(scene))
 
     t0 = time.perf_counter()
-    ev = evaluate_views(field, fs, test)
+    same_views = trained_views and (cfg.data is None or cfg.data == cfg.train.data) \
+        and cfg.test_views == cfg.train.eval_views
+    # the training just rendered these test views from this checkpoint's field: the same images, not again
+    ev = trained_views if same_views else evaluate_views(field, fs, test)
     test_s = time.perf_counter() - t0
     for f, o in zip(test.files, ev["renders"], strict=True):
         run_.save_image(f"test/{f.stem}.png", o["rgb"])
@@ -156,7 +159,7 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
             surface["definition"] = ("beyond_Npct: share of the predicted area farther than N% of the object's "
                                      "size (the GT bounding-box diagonal) from the GT surface; bodies: connected "
                                      "pieces of mesh.ply, body_areas their area shares")
-    rays = len(test.files) * test.height * test.width + cfg.orbit_frames * width * height
+    rays = (0 if same_views else len(test.files) * test.height * test.width) + cfg.orbit_frames * width * height
     orbit_opacity = torch.stack([o["opacity"] for o in orbit])
     metrics = {"checkpoint": str(ckpt), "scene": str(scene), "density": fs.density, "background": fs.background,
                "view_dependent": fs.view_dependent,

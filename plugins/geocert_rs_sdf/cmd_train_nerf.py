@@ -44,7 +44,9 @@ def validate(cfg: TrainNerfConfig) -> None:
     resolve_device(cfg.device)
     resolve_threads(cfg.threads)
 
-    fs, st = cfg.field, cfg.fit
+    from geocert_rs_sdf.train import fill_auto
+
+    fs, st = fill_auto(cfg.field, bundled=cfg.data is None), cfg.fit
     for name, value in (("sigma", fs.sigma), ("sharpness", fs.sharpness), ("lr", st.lr),
                         ("sharpness-start", st.sharpness_start), ("grid-lr", st.grid_lr)):
         check_sigma(value, f"--{name}")
@@ -147,10 +149,12 @@ def _write_log(path: Path, records: list[dict]) -> None:
 
 
 def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None = None,
-          flag_prefix: str = "") -> dict[str, Any]:
+          flag_prefix: str = "", views: dict | None = None) -> dict[str, Any]:
     """Validate, open OUTPUT (resumable), load the scene, fit (resuming OUTPUT/checkpoint.pt when allowed),
     evaluate and finish. ``announce`` is printed once the scene is loaded (before the training). Returns the
-    metrics. ``flag_prefix`` is how the user reaches these options (``--train.`` inside ``geocert render``)."""
+    metrics. ``flag_prefix`` is how the user reaches these options (``--train.`` inside ``geocert render``).
+    ``views``, a dict, receives the evaluation of the test views (``evaluate_views``' result) when this call
+    made one (``geocert render`` reuses it instead of rendering the same views again)."""
     import torch
 
     from geocert.io import read_json, read_jsonl
@@ -229,6 +233,8 @@ def train(cfg: TrainNerfConfig, *, progress: bool = True, announce: str | None =
     if res["steps_run"] == 0:  # nothing trained now: the time recorded with the checkpoint
         timed = {k: before[k] for k in timed}
     ev = evaluate_views(field, fs, test, progress=progress)
+    if views is not None:
+        views.update(ev)
     steps_timed = max(int(timed["steps_timed"]), 1)
     metrics = {"scene": str(scene), "density": fs.density, "steps": st.steps, "steps_this_run": res["steps_run"],
                "train_seconds": round(timed["train_seconds"], 2),

@@ -67,6 +67,17 @@ class SdfConfig:
         run(self)
 
 
+AUTO_FIELD = {
+    # What FieldSettings' None (auto) settings become. The bundled scene is 100×100, Lambertian and rendered
+    # through each pixel's centre: its images reward a crisp surface, and more colour capacity overfits them
+    # (29.51 dB against 30.09). Scenes given as DATA (Blender, cameras: pixels are areas, glossy textured
+    # materials) take a softer edge and a finer, wider colour model (the bunny's object pixels 31.75 → 32.34 dB).
+    # docs/rs_sdf.md has the runs.
+    "bundled": {"sharpness": 0.025, "hash_levels": 8, "hash_log2": 15, "hash_max_res": 128, "hidden": 64},
+    "data": {"sharpness": 0.05, "hash_levels": 12, "hash_log2": 17, "hash_max_res": 384, "hidden": 128},
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class FieldSettings:
     """The radiance field and its renderer (stored in checkpoints; the scene box comes from the data)."""
@@ -77,23 +88,25 @@ class FieldSettings:
     (Instant-NGP-style density, the paper's comparison)."""
     sigma: float = 1.0
     """Smoothing σ of the occupancy grid, in voxels (rs-sdf)."""
-    sharpness: float = 0.025
+    sharpness: float | None = None
     """s of the occupancy G = sigmoid(SDF / s), in voxels (rs-sdf): smaller is a sharper surface and emptier
-    empty space (the logistic tail of G is the density floor there)."""
+    empty space (the logistic tail of G is the density floor there). None (auto): 0.05 for a scene given as
+    DATA, 0.025 for the bundled scene (``AUTO_FIELD``; measured in docs/rs_sdf.md)."""
     grid_res: int = 96
     """Voxels per side of the occupancy grid over the scene box."""
     samples: int = 192
     """Density samples per ray across the scene box (cheap grid lookups, stratified)."""
     color_samples: int = 12
     """Colour (hash grid + MLP) queries per ray: the samples of largest compositing weight."""
-    hash_levels: int = 8
-    """Hash-grid levels."""
-    hash_log2: int = 15
-    """log2 of the hash table size per level."""
-    hash_max_res: int = 128
-    """Resolution of the finest hash-grid level over the scene box."""
-    hidden: int = 64
-    """Hidden width of the colour MLP."""
+    hash_levels: int | None = None
+    """Hash-grid levels. None (auto): 12 for a scene given as DATA, 8 for the bundled scene."""
+    hash_log2: int | None = None
+    """log2 of the hash table size per level. None (auto): 17 for DATA, 15 for the bundled scene."""
+    hash_max_res: int | None = None
+    """Resolution of the finest hash-grid level over the scene box. None (auto): 384 for DATA, 128 for the bundled
+    scene."""
+    hidden: int | None = None
+    """Hidden width of the colour MLP. None (auto): 128 for DATA, 64 for the bundled scene."""
     antialias: Literal["auto", "on", "off"] = "auto"
     """Render views with each pixel as an area, the mean of a 2×2 grid of rays over it (as cameras and Blender
     form pixels; 4× the rendering time, training unchanged). auto: on for a scene given as DATA, off for the

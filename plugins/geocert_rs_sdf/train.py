@@ -20,7 +20,7 @@ import torch
 
 from geocert_rs_sdf.background import Background
 from geocert_rs_sdf.carve import carve, seal
-from geocert_rs_sdf.config import SHARPNESS_START, FieldSettings, FitSettings
+from geocert_rs_sdf.config import AUTO_FIELD, SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
 from geocert_rs_sdf.render import render_rays
@@ -38,13 +38,21 @@ EDGE_OPAQUE = 0.99  # training pixels with FOREGROUND_ALPHA < alpha < this are t
 FOREGROUND_ALPHA = 0.01  # a training pixel whose alpha (or mask) exceeds this is the object's (ray sampling)
 
 
+def fill_auto(fs: FieldSettings, *, bundled: bool) -> FieldSettings:
+    """``fs`` with its None (auto) sharpness and colour-model sizes set to ``AUTO_FIELD``'s values for the
+    bundled scene or for a scene given as DATA."""
+    values = AUTO_FIELD["bundled" if bundled else "data"]
+    return dataclasses.replace(fs, **{k: v for k, v in values.items() if getattr(fs, k) is None})
+
+
 def resolve_field(fs: FieldSettings, split: Split, *, bundled: bool = False) -> FieldSettings:
-    """``fs`` with its "auto" settings decided for the scene: ``background`` white for RGBA images, learned
+    """``fs`` with its "auto" settings decided for the scene: :func:`fill_auto`; ``background`` white for RGBA images, learned
     otherwise; ``view_dependent`` and ``antialias`` off for the ``bundled`` (Lambertian, procedural,
     pixel-centre sampled) scene, on otherwise.
     InputError when ``random`` has no alpha or masks to composite with."""
     from geocert.errors import InputError
 
+    fs = fill_auto(fs, bundled=bundled)
     if fs.view_dependent == "auto":
         fs = dataclasses.replace(fs, view_dependent="off" if bundled else "on")
     if fs.antialias == "auto":
@@ -67,6 +75,7 @@ def build_field(fs: FieldSettings, bound: float, generator: torch.Generator | No
     "auto" read as white) and the rays per rendered pixel (``pixel_samples``: ``ANTIALIAS_SAMPLES`` with
     ``antialias`` on, else 1) ride along as attributes of the field; ``view_dependent`` and ``antialias``
     "auto" are read as off."""
+    fs = fill_auto(fs, bundled=True)  # (None read as the bundled scene's values)
     init_sharpness = fs.sharpness * SHARPNESS_START if init_sharpness is None else init_sharpness
     field = RadianceField(init_sharpness=init_sharpness, bound=bound, grid_res=fs.grid_res, sigma=fs.sigma,
                           sharpness=fs.sharpness,
@@ -135,6 +144,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     statistics, the optimizer and the final loop state."""
     from geocert.pipeline.progress import Progress
 
+    fs = fill_auto(fs, bundled=True)  # (None read as the bundled scene's values, as build_field does)
     device = field.logits.device
     loop_state = loop_state or {}
     gen = torch.Generator(device=device)

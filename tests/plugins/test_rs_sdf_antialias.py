@@ -12,6 +12,7 @@ from geocert_rs_sdf.render import render_image, render_rays
 from geocert_rs_sdf.scenes import SceneSpec, look_at, make_scene
 from geocert_rs_sdf.train import (
     ANTIALIAS_SAMPLES,
+    AUTO_FIELD,
     FieldSettings,
     FitSettings,
     build_field,
@@ -85,6 +86,24 @@ def test_auto_is_off_for_the_bundled_scene_and_on_for_data(tmp_path):
     assert fs.antialias == "on"
     assert build_field(fs, 1.0).pixel_samples == ANTIALIAS_SAMPLES
     assert build_field(TINY, 1.0).pixel_samples == 1  # "auto" unresolved (a checkpoint from before the option)
+
+
+def test_auto_sharpness_and_colour_model_per_scene(tmp_path):
+    """None (auto): the bundled scene keeps its crisp edge and small colour model, a scene given as DATA gets
+    AUTO_FIELD's softer edge and wider colour model; values given on the command line stay."""
+    scene = make_scene(tmp_path / "s", SceneSpec(width=16, n_train=2, n_val=1, n_test=1, mesh_res=24))
+    split = load_split(scene, "train")
+    auto = FieldSettings()
+    assert auto.sharpness is None and auto.hidden is None
+    for bundled, kind in ((True, "bundled"), (False, "data")):
+        fs = resolve_field(auto, split, bundled=bundled)
+        assert {k: getattr(fs, k) for k in AUTO_FIELD[kind]} == AUTO_FIELD[kind]
+    assert AUTO_FIELD["data"]["sharpness"] == 2 * AUTO_FIELD["bundled"]["sharpness"]
+    given = resolve_field(dataclasses.replace(auto, sharpness=0.1, hidden=16), split, bundled=False)
+    assert (given.sharpness, given.hidden, given.hash_levels) == (0.1, 16, AUTO_FIELD["data"]["hash_levels"])
+    field = build_field(auto, 1.0)  # unresolved: the bundled scene's values
+    assert field.sharpness == AUTO_FIELD["bundled"]["sharpness"]
+    assert field.mlp[0].out_features == AUTO_FIELD["bundled"]["hidden"]
 
 
 def _edge_split():

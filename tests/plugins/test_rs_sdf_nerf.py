@@ -265,6 +265,35 @@ def test_train_then_render_commands(scene, tmp_path, capsys):
     assert not list(out.rglob("*.tmp"))
 
 
+def test_render_that_trains_renders_the_test_views_once(scene, tmp_path, monkeypatch):
+    """`geocert render` without --checkpoint reuses the test views its training just rendered (the same
+    checkpoint, the same views): evaluate_views runs once, and the numbers are those of rendering the
+    checkpoint afterwards; other --test-views than the training's are rendered anew."""
+    import geocert_rs_sdf.metrics as metrics_mod
+
+    calls = []
+    real = metrics_mod.evaluate_views
+    monkeypatch.setattr(metrics_mod, "evaluate_views", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = ["--orbit-frames", "1", "--mesh-res", "16", "--chamfer-points", "100", "--threads", "1"]
+    train_args = [a.replace("--", "--train.", 1) for a in TINY_ARGS]
+    out = tmp_path / "r"
+    assert cli(["render", str(scene), "--output", str(out), "--train.steps", "6", *train_args,
+                *small]) == 0
+    assert len(calls) == 1
+    rm = json.loads((out / "metrics.json").read_text())
+    again = tmp_path / "again"
+    assert cli(["render", "--checkpoint", str(out / "model" / "checkpoint.pt"), "--output", str(again), *small]) == 0
+    assert len(calls) == 2
+    ra = json.loads((again / "metrics.json").read_text())
+    assert rm["test_views"] == ra["test_views"] == 2
+    assert rm["test_psnr"] == pytest.approx(ra["test_psnr"], abs=1e-6)
+    assert rm["test_psnr"] == pytest.approx(json.loads((out / "model" / "metrics.json").read_text())["test_psnr"])
+    one = tmp_path / "one"
+    assert cli(["render", str(scene), "--output", str(one), "--train.steps", "6", *train_args,
+                *small, "--test-views", "1"]) == 0
+    assert len(calls) == 4 and json.loads((one / "metrics.json").read_text())["test_views"] == 1
+
+
 def test_command_errors_write_nothing(scene, tmp_path, capsys):
     out = tmp_path / "o"
     assert cli(["train-nerf", str(scene), "--output", str(out), "--sigma", "0", *TINY_ARGS]) == 2

@@ -37,10 +37,10 @@ def main() -> None:
     from geocert_rs_sdf.data import FAR, NEAR, load_split, pixel_rays
     from geocert_rs_sdf.render import render_rays, render_rays_dense
     from geocert_rs_sdf.scenes import ensure_default_scene
-    from geocert_rs_sdf.train import FieldSettings, FitSettings, build_field, fit, make_optimizer
+    from geocert_rs_sdf.train import FieldSettings, FitSettings, build_field, fill_auto, fit, make_optimizer
 
     train = load_split(ensure_default_scene(), "train")
-    fs = FieldSettings()
+    fs = fill_auto(FieldSettings(), bundled=True)  # the bundled scene's field
     field = build_field(fs, train.bound, torch.Generator().manual_seed(0))
     fit(field, fs, FitSettings(steps=args.warm_steps), train, progress=True)
     o, d = (t.reshape(-1, 3) for t in pixel_rays(train.c2w, train.height, train.width, train.focal))
