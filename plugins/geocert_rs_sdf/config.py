@@ -109,8 +109,10 @@ class FieldSettings:
     """Hidden width of the colour MLP. None (auto): 128 for DATA, 64 for the bundled scene."""
     antialias: Literal["auto", "on", "off"] = "auto"
     """Render views with each pixel as an area, the mean of a 2×2 grid of rays over it (as cameras and Blender
-    form pixels; 4× the rendering time, training unchanged). auto: on for a scene given as DATA, off for the
-    bundled procedural scene (its renderer samples each pixel's centre only). Measured in docs/rs_sdf.md."""
+    form pixels; 4× the rendering time), and train the pixels the object covers only in part (0.01 < alpha <
+    0.99) as the same mean; every other training pixel keeps one ray through its centre. auto: on for a scene
+    given as DATA, off for the bundled procedural scene (its renderer samples each pixel's centre only).
+    Measured in docs/rs_sdf.md."""
     view_dependent: Literal["auto", "on", "off"] = "auto"
     """Feed the view direction (spherical harmonics, degree 2) to the colour MLP (specular highlights). auto:
     on for a scene given as DATA (real materials are glossy), off for the bundled procedural scene (it is
