@@ -37,10 +37,14 @@ class TrainPcConfig:
     """Clouds per optimisation step."""
     lr: float = 3e-3
     """Adam learning rate (cosine-decayed to 5% over the run)."""
-    arch: Literal["pointnet", "voxel"] = "voxel"
-    """Base network: `pointnet` (each point's own features plus a max-pooled global feature) or `voxel`
+    arch: Literal["pointnet", "voxel", "dgcnn"] = "voxel"
+    """Base network: `pointnet` (each point's own features plus a max-pooled global feature), `voxel`
     (PointNet with a local neighbourhood stage: first-layer features averaged in the cells of a
-    --voxel-resolution³ grid with each cell's point density, a 3×3×3 convolution, read back at each point)."""
+    --voxel-resolution³ grid with each cell's point density, a 3×3×3 convolution, read back at each point) or
+    `dgcnn` (DGCNN-style: an edge convolution over each point's 16 nearest neighbours in xyz, then two over
+    its 16 nearest in feature space, max over the neighbours, before PointNet's global feature and head;
+    the neighbours are drawn from a pseudo-random subset of 256 of the cloud's points, so training with
+    --train-points 256 or more transfers to whole clouds; several times the inference time of `voxel`)."""
     voxel_resolution: int = 8
     """Grid cells per axis of --arch voxel's neighbourhood stage (over [-1.5, 1.5]³)."""
     voxel_depth: int = 1

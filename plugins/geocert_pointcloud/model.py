@@ -4,7 +4,9 @@ The network follows PointNet's segmentation branch without the input/feature T-N
 are in a canonical pose): a shared per-point MLP, a max-pooled global feature, the one-hot category, and a
 per-point head. The head's first layer is split into a per-point part and a per-cloud part, so the global
 feature and the category are projected once per cloud instead of once per point. ``arch="voxel"`` (the
-``train-pc`` default) adds a local neighbourhood stage, :class:`VoxelPool`, after the first layer.
+``train-pc`` default) adds a local neighbourhood stage, :class:`VoxelPool`, after the first layer;
+``arch="dgcnn"`` replaces the first layer by an :class:`EdgeConv` on xyz neighbourhoods and follows it by
+dynamic ones (DGCNN-style: neighbourhoods in feature space).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from geocert_pointcloud.data import CATEGORIES, CATEGORY_PARTS, NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["PointNetPartSeg", "VoxelPool", "ARCHS", "smoke_model", "part_mask", "predict_parts", "build_model", "prior_features", "PRIOR_FEATURES", "rotate_about_up", "fuse_batchnorm",
+__all__ = ["PointNetPartSeg", "VoxelPool", "EdgeConv", "knn", "hashed_subset", "ARCHS", "smoke_model", "part_mask", "predict_parts", "build_model", "prior_features", "PRIOR_FEATURES", "rotate_about_up", "fuse_batchnorm",
            "model_input", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
@@ -82,6 +84,116 @@ class VoxelPool(nn.Module):
         return out.reshape(b, -1, n).transpose(1, 2)  # [B, N, out]
 
 
+def knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None, budget: int = 1 << 24) -> torch.Tensor:
+    """``[B, N, min(k, M + 1)]`` neighbour indices into ``x [B, N, C]`` (Euclidean over C): each point itself
+    first, then its ``k − 1`` nearest other points among ``candidates [B, M]`` (indices; default all N
+    points; their order among themselves unspecified). The ``[B, rows, M]`` distance blocks hold at most
+    about ``budget`` entries (memory-aware for large N)."""
+    b, n, c = x.shape
+    x = x.detach()
+    y = x if candidates is None else x.gather(1, candidates[..., None].expand(-1, -1, c))  # [B, M, C]
+    m = y.shape[1]
+    kk = min(k - 1, m - (candidates is None))
+    own = torch.arange(n, device=x.device)
+    if kk <= 0:
+        return own.expand(b, n)[..., None]
+    sq_y = (y * y).sum(-1)[:, None, :]  # |y|²; |x_i|² is the same for every candidate of x_i
+    rows = max(1, budget // max(b * m, 1))
+    nbrs = []
+    for s in range(0, n, rows):
+        q = x[:, s:s + rows]
+        d = torch.baddbmm(sq_y, q, y.transpose(1, 2), alpha=-2)  # [B, rows, M]: |x_i − y_j|² − |x_i|²
+        if candidates is None:
+            d.diagonal(offset=s, dim1=1, dim2=2).fill_(math.inf)  # the point itself comes first anyway
+        else:
+            d.masked_fill_(candidates[:, None, :] == own[s:s + q.shape[1], None], math.inf)
+        nbrs.append(d.topk(kk, dim=-1, largest=False, sorted=False).indices)
+    idx = torch.cat(nbrs, dim=1)  # [B, N, kk] into the candidates
+    if candidates is not None:
+        idx = candidates.gather(1, idx.reshape(b, -1)).reshape(b, n, kk)
+    return torch.cat([own.expand(b, n)[..., None], idx], dim=-1)
+
+
+def hashed_subset(xyz: torch.Tensor, m: int) -> torch.Tensor | None:
+    """``[B, m]`` indices of a pseudo-random subset of each cloud's points ``xyz [B, N, 3]``: the m with the
+    smallest integer hash of the bits of their own float32 coordinates (exact integer arithmetic, so the
+    subset moves with the points when they are permuted and is the same on every device); ``None`` (all
+    points) when N ≤ m."""
+    if xyz.shape[1] <= m:
+        return None
+    bits = xyz.detach().float().contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # [B, N, 3]
+    h = (bits[..., 0] * 73856093) ^ (bits[..., 1] * 19349663) ^ (bits[..., 2] * 83492791)
+    for _ in range(2):  # mix the high bits into the low ones (products stay below 2⁶³)
+        h = ((h ^ (h >> 16)) & 0xFFFFFFFF) * 0x45D9F3B
+    return (h & 0xFFFFFFFF).topk(m, dim=1, largest=False, sorted=False).indices
+
+
+class EdgeConv(nn.Module):
+    """DGCNN's edge convolution with a one-layer edge MLP: each point's feature is
+    ``ReLU(BN(max_j θ·[x_i, x_j − x_i]))`` over its k neighbours j (itself and the k − 1 nearest), with θ
+    parameterised as ``center(x_i) + nbr(x_j)`` (the same linear map, computed once per point instead of once
+    per edge). The max is taken before the BatchNorm and the ReLU (both monotone per channel; a negative BN
+    scale turns it into a min), so no ``[B, N, k, C]`` edge tensor goes through them.
+
+    Neighbours are found among the first ``graph_channels`` input channels (3: xyz; ``None``: all of them, a
+    dynamic graph in feature space) of the ``candidates [B, M]`` (indices; default all points).
+    ``forward(x [B, N, C], candidates=None) -> [B, N, out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, k: int = 16, graph_channels: int | None = None):
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k, self.graph_channels = k, graph_channels
+        self.center = nn.Linear(in_channels, out_channels)
+        self.nbr = nn.Linear(in_channels, out_channels, bias=False)
+        self.bn: nn.Module = _PointwiseBN(out_channels)
+
+    def forward(self, x: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        graph = x if self.graph_channels is None else x[..., :self.graph_channels]
+        idx = knn(graph, self.k, candidates)  # [B, N, k]
+        return torch.relu(self.bn(self.center(x) + _neighbour_max(self.nbr(x), idx)))
+
+
+def _neighbour_max(v: torch.Tensor, idx: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
+    """Max of ``v [B, N, C]`` over each point's neighbours ``idx [B, N, k]`` (in blocks of rows). With
+    gradients, the arg-max neighbour of each channel is found first and only ``[B, N, C]`` values are
+    gathered again for the backward pass (not the ``[B, N, k, C]`` neighbour values)."""
+    b, n, k = idx.shape
+    c = v.shape[-1]
+    flat = (idx + torch.arange(b, device=idx.device)[:, None, None] * v.shape[1]).reshape(b * n, k)  # rows of v
+    table = v.reshape(-1, c)
+    rows = max(1, budget // max(k * c, 1))
+    track = torch.is_grad_enabled() and v.requires_grad
+    out = []
+    with torch.no_grad():
+        for s in range(0, b * n, rows):
+            i = flat[s:s + rows]
+            g = table.index_select(0, i.reshape(-1)).reshape(len(i), k, c)
+            out.append(i.gather(1, g.max(dim=1).indices) if track else g.amax(dim=1))  # arg-max row / max
+    if not track:
+        return torch.cat(out).reshape(b, n, c)
+    return table.gather(0, torch.cat(out)).reshape(b, n, c)  # v at each channel's arg-max neighbour
+
+
+class _DynamicEdgeConvs(nn.Module):
+    """``--arch dgcnn``'s local stage: ``layers`` EdgeConvs on feature-space neighbourhoods, each on the
+    previous one's output; ``forward(feats [B, N, C], candidates) -> [B, N, layers · out]`` (their outputs
+    side by side)."""
+
+    def __init__(self, in_channels: int, out_channels: int, layers: int, k: int):
+        super().__init__()
+        self.convs = nn.ModuleList(EdgeConv(in_channels if i == 0 else out_channels, out_channels, k=k)
+                                   for i in range(layers))
+
+    def forward(self, feats: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+        outs = []
+        for conv in self.convs:
+            feats = conv(feats, candidates)
+            outs.append(feats)
+        return torch.cat(outs, dim=-1)
+
+
 class PointNetPartSeg(nn.Module):
     """PointNet part segmentation: ``forward(points [B, N, 3], category [B]) -> logits [B, N, num_parts]``.
 
@@ -97,12 +209,19 @@ class PointNetPartSeg(nn.Module):
             of the 9 monomials x, y, z, x², y², z², xy, yz, zx instead (``--calibrate quadratic``).
         arch: ``pointnet`` (every point alone plus the global feature), or ``voxel``: PointNet with a local
             neighbourhood stage (:class:`VoxelPool` on the first layer's features, ``voxel_resolution³`` cells)
-            whose ``w`` local channels feed the second encoder layer and the head.
+            whose ``w`` local channels feed the second encoder layer and the head; or ``dgcnn``: the first
+            layer is an :class:`EdgeConv` over each point's ``knn_k`` nearest neighbours in xyz (``in → w``),
+            followed by ``dgcnn_layers − 1`` dynamic EdgeConvs (neighbours in feature space, ``w → w``) whose
+            outputs join the first's as the local features. Every layer draws the neighbours from the same
+            pseudo-random subset of ``knn_ref_points`` points (:func:`hashed_subset`; all points when the cloud
+            has no more), so a model trained on random subsets of that many points of a cloud sees
+            neighbourhoods of the same extent on the whole cloud.
     """
 
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
                  in_channels: int = 3, spatial_prior: bool | str = False, arch: str = "pointnet",
-                 voxel_resolution: int = 8, voxel_depth: int = 1, global_pool: str = "max"):
+                 voxel_resolution: int = 8, voxel_depth: int = 1, global_pool: str = "max", knn_k: int = 16,
+                 dgcnn_layers: int = 3, knn_ref_points: int = 256):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
@@ -112,6 +231,7 @@ class PointNetPartSeg(nn.Module):
         self.width, self.num_parts, self.num_categories = width, num_parts, num_categories
         self.in_channels, self.arch = in_channels, arch
         self.voxel_resolution, self.voxel_depth = voxel_resolution, voxel_depth
+        self.knn_k, self.dgcnn_layers, self.knn_ref_points = knn_k, dgcnn_layers, knn_ref_points
         self.prior: nn.Linear | None = None
         self.prior_kind = ("linear" if spatial_prior is True else spatial_prior) or None
         if self.prior_kind not in PRIOR_FEATURES and self.prior_kind is not None:
@@ -122,9 +242,17 @@ class PointNetPartSeg(nn.Module):
             nn.init.zeros_(self.prior.bias)
             self.prior.requires_grad_(False)
         w = width
-        loc = w if arch == "voxel" else 0  # channels of the local stage
-        self.local = VoxelPool(w, w, resolution=voxel_resolution, depth=voxel_depth) if arch == "voxel" else None
-        self.enc1 = _mlp([in_channels, w, w])
+        loc = {"voxel": w, "dgcnn": (dgcnn_layers - 1) * w}.get(arch, 0)  # channels of the local stage
+        self.local: nn.Module | None = None
+        self.enc1: nn.Module = _mlp([in_channels, w, w])
+        if arch == "voxel":
+            self.local = VoxelPool(w, w, resolution=voxel_resolution, depth=voxel_depth)
+        elif arch == "dgcnn":
+            if dgcnn_layers < 1:
+                raise ValueError(f"dgcnn_layers must be >= 1, got {dgcnn_layers}")
+            self.enc1 = EdgeConv(in_channels, w, k=knn_k, graph_channels=3)
+            if dgcnn_layers > 1:
+                self.local = _DynamicEdgeConvs(w, w, dgcnn_layers - 1, knn_k)
         self.enc2 = _mlp([w + loc, 2 * w])
         self.enc3 = _mlp([2 * w, 4 * w])
         self.head_local = nn.Linear(w + loc + 2 * w, 2 * w)
@@ -134,9 +262,15 @@ class PointNetPartSeg(nn.Module):
         self.head = nn.Sequential(_mlp([2 * w, w]), nn.Linear(w, num_parts))
 
     def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        f1 = self.enc1(points)  # [B, N, w]
-        if self.local is not None:
-            f1 = torch.cat([f1, self.local(points, f1)], dim=-1)  # [B, N, 2w]: own + neighbourhood features
+        if self.arch == "dgcnn":  # neighbours among the same pseudo-random subset of points in every layer
+            cand = hashed_subset(points[..., :3], self.knn_ref_points)
+            f1 = self.enc1(points, cand)  # [B, N, w]
+            if self.local is not None:
+                f1 = torch.cat([f1, self.local(f1, cand)], dim=-1)  # [B, N, dgcnn_layers · w]
+        else:
+            f1 = self.enc1(points)  # [B, N, w]
+            if self.local is not None:
+                f1 = torch.cat([f1, self.local(points, f1)], dim=-1)  # [B, N, 2w]: own + neighbourhood features
         f2 = self.enc2(f1)  # [B, N, 2w]
         f3 = self.enc3(f2)  # [B, N, 4w]
         glob = f3.amax(dim=1)  # [B, 4w]
@@ -151,7 +285,7 @@ class PointNetPartSeg(nn.Module):
         return logits if self.prior is None else logits + self.prior(prior_features(points, self.prior_kind))
 
 
-ARCHS = ("pointnet", "voxel")
+ARCHS = ("pointnet", "voxel", "dgcnn")
 GLOBAL_POOLS = ("max", "max+mean")
 PRIOR_FEATURES = {"linear": 3, "quadratic": 9}  # spatial prior kind -> number of features
 
@@ -206,13 +340,15 @@ def fuse_batchnorm(model: PointNetPartSeg) -> PointNetPartSeg:
 
     fused = copy.deepcopy(model).eval()
     for seq in (fused.enc1, fused.enc2, fused.enc3, fused.head[0]):
+        if not isinstance(seq, nn.Sequential):  # an EdgeConv keeps its BN (after a max over neighbours)
+            continue
         for i, layer in enumerate(seq):
             if isinstance(layer, _PointwiseBN):
                 _fold(seq[i - 1], layer.bn)
                 seq[i] = nn.Identity()
     _fold(fused.head_local, fused.head_bn.bn, fused.head_global)
     fused.head_bn = nn.Identity()
-    if fused.local is not None:
+    if isinstance(fused.local, VoxelPool):
         _fold(fused.local.conv, fused.local.bn)
         fused.local.bn = nn.Identity()
         for i, (conv, bn) in enumerate(zip(fused.local.more, fused.local.more_bn, strict=True)):
@@ -231,7 +367,9 @@ def build_model(spec: dict) -> PointNetPartSeg:
                            arch=str(spec.get("arch", "pointnet")),
                            voxel_resolution=int(spec.get("voxel_resolution", 8)),
                            voxel_depth=int(spec.get("voxel_depth", 1)),
-                           global_pool=str(spec.get("global_pool", "max")))
+                           global_pool=str(spec.get("global_pool", "max")), knn_k=int(spec.get("knn_k", 16)),
+                           dgcnn_layers=int(spec.get("dgcnn_layers", 3)),
+                           knn_ref_points=int(spec.get("knn_ref_points", 256)))
 
 
 def _prior_spec(value) -> bool | str:
@@ -290,7 +428,8 @@ def save_checkpoint(path: Path, model: PointNetPartSeg, *, sigma: float, num_poi
     torch.save({
         "format": CHECKPOINT_FORMAT,
         "model": {"arch": model.arch, "voxel_resolution": model.voxel_resolution,
-                  "voxel_depth": model.voxel_depth, "global_pool": model.global_pool, "width": model.width, "num_parts": model.num_parts,
+                  "voxel_depth": model.voxel_depth, "knn_k": model.knn_k, "dgcnn_layers": model.dgcnn_layers,
+                  "knn_ref_points": model.knn_ref_points, "global_pool": model.global_pool, "width": model.width, "num_parts": model.num_parts,
                   "num_categories": model.num_categories, "in_channels": model.in_channels,
                   "spatial_prior": model.prior_kind if model.prior_kind == "quadratic" else model.prior is not None},
         "normals": model.in_channels == 6,
