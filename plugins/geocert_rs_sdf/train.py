@@ -230,8 +230,8 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
         lv = loss.item()
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         stats = {"loss": lv, "train_psnr": -10 * math.log10(max(ema, 1e-10)),
-                 "lookups_per_ray": out["samples"].item() / st.rays,
-                 "color_per_ray": out["color_samples"].item() / st.rays}
+                 "lookups_per_ray": out["samples"].item() / len(ray_o),  # (per ray marched: a silhouette
+                 "color_per_ray": out["color_samples"].item() / len(ray_o)}  # pixel's k² rays count k² times)
         if step % 10 == 0 or step == st.steps - 1:
             bar.set_postfix_str(f"loss={lv:.4f}, psnr={stats['train_psnr']:.2f}, "
                                 f"lookups={stats['lookups_per_ray']:.0f}, colour={stats['color_per_ray']:.1f}")

@@ -167,3 +167,15 @@ def test_training_does_not_depend_on_antialias_without_partly_covered_pixels(tmp
         return field.logits.detach().clone()
 
     torch.testing.assert_close(run("on"), run("off"), atol=0, rtol=0)  # rays through the pixel centres
+
+
+def test_training_log_counts_lookups_per_ray_marched():
+    """The log's lookups and colour queries per ray divide by the rays the step marched, a silhouette pixel's
+    2×2 rays included, so they never exceed the samples and colour queries one ray can make."""
+    split = _edge_split()
+    fs = dataclasses.replace(TINY, antialias="on")
+    field = build_field(fs, 1.0, torch.Generator().manual_seed(0))
+    out = fit(field, fs, FitSettings(steps=1, rays=64, foreground_fraction=1.0, carve=False), split, progress=False)
+    assert edge_rays(field, split, split.alpha.reshape(-1), None, "white", "cpu") is not None
+    assert 0 < out["last"]["lookups_per_ray"] <= fs.samples
+    assert 0 < out["last"]["color_per_ray"] <= fs.color_samples
