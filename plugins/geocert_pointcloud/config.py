@@ -41,14 +41,20 @@ class TrainPcConfig:
     """Base network: `pointnet` (each point's own features plus a max-pooled global feature), `voxel`
     (PointNet with a local neighbourhood stage: first-layer features averaged in the cells of a
     --voxel-resolution³ grid with each cell's point density, a 3×3×3 convolution, read back at each point) or
-    `dgcnn` (DGCNN-style: an edge convolution over each point's 16 nearest neighbours in xyz, then two over
-    its 16 nearest in feature space, max over the neighbours, before PointNet's global feature and head;
-    the neighbours are drawn from a pseudo-random subset of 256 of the cloud's points, so training with
-    --train-points 256 or more transfers to whole clouds; several times the inference time of `voxel`)."""
+    `dgcnn` (DGCNN-style: an edge convolution over each point's --knn-k nearest neighbours in xyz, then
+    --dgcnn-layers − 1 over its nearest in feature space, max over the neighbours, before PointNet's global
+    feature and head; the neighbours are drawn from a pseudo-random subset of 256 of the cloud's points, so
+    training with --train-points 256 or more transfers to whole clouds; several times the inference time of
+    `voxel`)."""
     voxel_resolution: int = 8
     """Grid cells per axis of --arch voxel's neighbourhood stage (over [-1.5, 1.5]³)."""
     voxel_depth: int = 1
     """3×3×3 convolutions of --arch voxel's neighbourhood stage (each widens it by one cell)."""
+    knn_k: int = 16
+    """Neighbours per point (itself included) of --arch dgcnn's edge convolutions."""
+    dgcnn_layers: int = 2
+    """Edge convolutions of --arch dgcnn (the first on xyz neighbourhoods, the others in feature space; 3
+    certified the same as 2 on the stand-in and trains in ~40 % more time: docs/pointcloud.md)."""
     global_pool: Literal["max", "max+mean"] = "max"
     """Per-cloud feature of the network: PointNet's max over the points, or that and the mean over them
     (`max+mean`; a mean over noisy points averages the noise out, a max picks the noisiest)."""

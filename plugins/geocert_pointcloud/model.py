@@ -221,7 +221,7 @@ class PointNetPartSeg(nn.Module):
     def __init__(self, width: int = 32, num_parts: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
                  in_channels: int = 3, spatial_prior: bool | str = False, arch: str = "pointnet",
                  voxel_resolution: int = 8, voxel_depth: int = 1, global_pool: str = "max", knn_k: int = 16,
-                 dgcnn_layers: int = 3, knn_ref_points: int = 256):
+                 dgcnn_layers: int = 2, knn_ref_points: int = 256):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
@@ -368,7 +368,7 @@ def build_model(spec: dict) -> PointNetPartSeg:
                            voxel_resolution=int(spec.get("voxel_resolution", 8)),
                            voxel_depth=int(spec.get("voxel_depth", 1)),
                            global_pool=str(spec.get("global_pool", "max")), knn_k=int(spec.get("knn_k", 16)),
-                           dgcnn_layers=int(spec.get("dgcnn_layers", 3)),
+                           dgcnn_layers=int(spec.get("dgcnn_layers", 2)),
                            knn_ref_points=int(spec.get("knn_ref_points", 256)))
 
 

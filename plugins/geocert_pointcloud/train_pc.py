@@ -29,6 +29,9 @@ def validate(cfg) -> None:
     if cfg.voxel_resolution < 2:
         raise ParameterError(f"--voxel-resolution must be >= 2, got {cfg.voxel_resolution}")
     check_positive_int(cfg.voxel_depth, "voxel_depth")
+    check_positive_int(cfg.dgcnn_layers, "dgcnn_layers")
+    if cfg.knn_k < 2:
+        raise ParameterError(f"--knn-k must be >= 2 (the point itself and at least one neighbour), got {cfg.knn_k}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ParameterError(f"--lr must be > 0, got {cfg.lr}")
     if not (math.isfinite(cfg.scale_jitter) and 0 <= cfg.scale_jitter < 1):
@@ -94,7 +97,8 @@ def run(cfg) -> dict:
     model = PointNetPartSeg(width=cfg.width, in_channels=6 if cfg.normals else 3,
                             spatial_prior=cfg.calibrate if cfg.calibrate in PRIOR_FEATURES else False,
                             arch=cfg.arch, global_pool=cfg.global_pool,
-                            voxel_resolution=cfg.voxel_resolution, voxel_depth=cfg.voxel_depth)
+                            voxel_resolution=cfg.voxel_resolution, voxel_depth=cfg.voxel_depth,
+                            knn_k=cfg.knn_k, dgcnn_layers=cfg.dgcnn_layers)
     pts, lab, cat = stack_shapes(train_shapes)
     t0 = time.perf_counter()
     losses = train_model(model, pts, lab, cat, sigma=cfg.train_sigma or cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,

@@ -143,6 +143,17 @@ def test_train_pc_arch_dgcnn_end_to_end(tmp_path):
     data = make_dataset(tmp_path / "data", shapes_per_category=3, num_points=200, seed=1, categories=("Mug",))
     out = tmp_path / "run"
     assert cli(["train-pc", str(data), "--output", str(out), "--arch", "dgcnn", "--epochs", "1", "--width", "8",
-                "--num-points", "200", "--train-points", "64", "--calibration-draws", "4"]) == 0
+                "--num-points", "200", "--train-points", "64", "--calibration-draws", "4", "--knn-k", "8",
+                "--dgcnn-layers", "3"]) == 0
     model, ckpt = load_checkpoint(out / "model.pt")
     assert model.arch == "dgcnn" and ckpt["train_config"]["arch"] == "dgcnn"
+    assert (model.knn_k, model.dgcnn_layers) == (8, 3) and len(model.local.convs) == 2
+
+
+@pytest.mark.parametrize("flag, value, message", [("--knn-k", "1", "--knn-k must be >= 2"),
+                                                  ("--dgcnn-layers", "0", "dgcnn")])
+def test_train_pc_rejects_bad_dgcnn_options_before_any_output(tmp_path, capsys, flag, value, message):
+    out = tmp_path / "run"
+    assert cli(["train-pc", "--output", str(out), "--arch", "dgcnn", flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not out.exists()
