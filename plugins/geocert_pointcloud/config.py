@@ -54,7 +54,7 @@ class TrainPcConfig:
     """Neighbours per point (itself included) of --arch dgcnn's edge convolutions."""
     dgcnn_layers: int = 2
     """Edge convolutions of --arch dgcnn (the first on xyz neighbourhoods, the others in feature space; 3
-    certified the same as 2 on the stand-in and trains in ~40 % more time: docs/pointcloud.md)."""
+    scored the same as 2 on the stand-in and trains in ~40 % more time: docs/pointcloud.md)."""
     global_pool: Literal["max", "max+mean"] = "max"
     """Per-cloud feature of the network: PointNet's max over the points, or that and the mean over them
     (`max+mean`; a mean over noisy points averages the noise out, a max picks the noisiest)."""
