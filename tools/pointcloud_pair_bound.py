@@ -19,18 +19,26 @@ different parts closer than δ = √2 σ Φ⁻¹(c), and their number is at most
 that graph (every edge of a matching loses one of its two ends). The matchings used here are maximum
 matchings of the bipartite subgraphs that split the parts in two (exact for two-part categories).
 
+Position rules. A model that labels each point by a fixed partition of space (given the shape, whatever
+the other points' noise) has p_i + p_j ≤ 2Φ(|x_i − x_j| / (2σ)) instead (the two points' noisy positions
+alone, one Gaussian each: total variation 2Φ(d / (2σ)) − 1), reached by the plane halfway between them:
+the same graph with the conflict distance 2σ Φ⁻¹(c) (``--rule position``). Trained models see the other
+points too, so this is a reference for them, not a bound; with 2048 points, one point's influence on the
+context is small.
+
 What it bounds. A certificate at τ is a level-α test of H0: p_i ≤ τ, so a point with p_i ≤ τ is certified
 with probability at most α (Holm only lowers the per-test level). Hence, for every such model, the expected
 certified accuracy is at most bound(c = τ) + α. The bound at the cut that certification actually needs
 (≈ 0.82 for n = 1000, α = 0.001, Holm over 2048 points, τ = 0.75) is the tighter, heuristic number.
 
-    python tools/pointcloud_pair_bound.py [DATA] --cut 0.82 0.79 0.75 --num-shapes 16 --split test
+    python tools/pointcloud_pair_bound.py [DATA] --cut 0.82 0.79 0.75 --num-shapes 16 --split test [--rule position]
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -46,26 +54,31 @@ class Args:
     num_points: int = 2048
     sigma: float = 0.25
     cut: tuple[float, ...] = (0.82, 0.79, 0.75)
+    rule: Literal["equivariant", "position"] = "equivariant"
+    """equivariant: the bound for every permutation-equivariant model; position: for rules that label each
+    point by a fixed partition of space."""
     per_shape: bool = False
 
 
-def conflict_distance(sigma: float, cut: float) -> float:
-    """δ = √2 σ Φ⁻¹(cut): two points of different parts closer than this cannot both have p above the cut."""
+def conflict_distance(sigma: float, cut: float, rule: str = "equivariant") -> float:
+    """δ = √2 σ Φ⁻¹(cut) (``position``: 2σ Φ⁻¹(cut)): two points of different parts closer than this cannot
+    both have p above the cut."""
     from scipy.stats import norm
 
-    return float(np.sqrt(2.0) * sigma * norm.ppf(cut))
+    return float((np.sqrt(2.0) if rule == "equivariant" else 2.0) * sigma * norm.ppf(cut))
 
 
-def pair_bound(points: np.ndarray, labels: np.ndarray, sigma: float, cut: float) -> int:
+def pair_bound(points: np.ndarray, labels: np.ndarray, sigma: float, cut: float, rule: str = "equivariant") -> int:
     """An upper bound on how many of the points ``[N, 3]`` (parts ``labels [N]``) can all have p > ``cut``
-    at noise σ under any permutation-equivariant base model: N minus the largest of the maximum matchings of
+    at noise σ under any permutation-equivariant base model (``rule="position"``: any fixed partition of
+    space): N minus the largest of the maximum matchings of
     the conflict graph's bipartite subgraphs (one per split of the parts into two groups)."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_bipartite_matching
     from scipy.spatial import cKDTree
 
     n = len(labels)
-    pairs = cKDTree(points).query_pairs(conflict_distance(sigma, cut), output_type="ndarray")
+    pairs = cKDTree(points).query_pairs(conflict_distance(sigma, cut, rule), output_type="ndarray")
     pairs = pairs[labels[pairs[:, 0]] != labels[pairs[:, 1]]]
     parts = np.unique(labels)
     best = 0
@@ -89,12 +102,12 @@ def main() -> None:
     shapes = load_shapes(args.data or default_dataset(), split=args.split, num_shapes=args.num_shapes,
                          num_points=args.num_points, seed=0)
     for cut in args.cut:
-        bounds = [pair_bound(sh.points.astype(np.float64), sh.labels, args.sigma, cut) for sh in shapes]
+        bounds = [pair_bound(sh.points.astype(np.float64), sh.labels, args.sigma, cut, args.rule) for sh in shapes]
         if args.per_shape:
             for sh, b in zip(shapes, bounds, strict=True):
                 print(f"  {sh.category:<9} {sh.name}: {b / len(sh.labels):.3f}")
         total = sum(len(sh.labels) for sh in shapes)
-        print(f"cut {cut}: conflict distance {conflict_distance(args.sigma, cut):.3f}; at most "
+        print(f"{args.rule} rules, cut {cut}: conflict distance {conflict_distance(args.sigma, cut, args.rule):.3f}; at most "
               f"{sum(bounds) / total:.3f} of the points ({len(shapes)} shapes of {args.split}) can have p > {cut}",
               flush=True)
 

@@ -41,12 +41,14 @@ def test_the_pair_lemma_holds_and_is_tight_for_equivariant_models(d):
     se = 4 * math.sqrt(0.25 / len(y)) * 2
     assert abs(p_pair - bound) < se
     assert p_plane <= bound + se and p_plane < bound - 0.01
+    assert abs(p_plane - 2 * norm.cdf(d / (2 * SIGMA))) < se  # the position rules' bound, reached by the plane
     assert 2.0 > bound + 0.05  # the order-reading model: p = 1 for both
 
 
 def test_conflict_distance():
     assert pb.conflict_distance(SIGMA, 0.82) == pytest.approx(math.sqrt(2) * SIGMA * norm.ppf(0.82))
     assert pb.conflict_distance(SIGMA, 0.5) == pytest.approx(0.0)
+    assert pb.conflict_distance(SIGMA, 0.82, "position") == pytest.approx(2 * SIGMA * norm.ppf(0.82))
 
 
 def test_pair_bound_is_the_largest_independent_set_for_two_clusters():
@@ -72,8 +74,9 @@ def test_a_real_rule_never_beats_the_bound():
     noisy = pts[None] + rng.normal(0, SIGMA, (400, len(pts), 3))
     nearest = np.linalg.norm(noisy[:, :, None, :] - pts[None, None], axis=-1).argmin(-1)
     p = (labels[nearest] == labels[None]).mean(0)
-    for cut in (0.75, 0.82):
-        assert (p > cut).sum() <= pb.pair_bound(pts, labels, SIGMA, cut)
+    for cut in (0.75, 0.82):  # (a position rule: its own, tighter bound holds too)
+        assert (p > cut).sum() <= pb.pair_bound(pts, labels, SIGMA, cut, "position") <= pb.pair_bound(
+            pts, labels, SIGMA, cut)
     assert pb.pair_bound(pts, labels, SIGMA, 0.82) < len(pts)
 
 
