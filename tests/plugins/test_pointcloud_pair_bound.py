@@ -35,14 +35,20 @@ def test_the_pair_lemma_holds_and_is_tight_for_equivariant_models(d):
     rng = np.random.default_rng(0)
     y = _two_points(d, 200_000, rng)
     bound = 2 * norm.cdf(d / (math.sqrt(2) * SIGMA))
-    left_first = y[:, 0, 0] < y[:, 1, 0]  # the pair rule: which of the two is further left
-    p_pair = left_first.mean() + left_first.mean()
-    p_plane = (y[:, 0, 0] < d / 2).mean() + (y[:, 1, 0] >= d / 2).mean()
+
+    def p_sum(label_0: np.ndarray, label_1: np.ndarray) -> float:
+        """p_0 + p_1 of a model's labels (part 0 or 1) of the two points over the draws."""
+        return float((label_0 == 0).mean() + (label_1 == 1).mean())
+
+    left_first = y[:, 0, 0] < y[:, 1, 0]  # the pair rule: the point further left is part 0, the other part 1
+    p_pair = p_sum(np.where(left_first, 0, 1), np.where(left_first, 1, 0))
+    p_plane = p_sum((y[:, 0, 0] >= d / 2).astype(int), (y[:, 1, 0] >= d / 2).astype(int))
+    p_order = p_sum(np.zeros(len(y), int), np.ones(len(y), int))  # labels by the points' order in the array
     se = 4 * math.sqrt(0.25 / len(y)) * 2
     assert abs(p_pair - bound) < se
     assert p_plane <= bound + se and p_plane < bound - 0.01
     assert abs(p_plane - 2 * norm.cdf(d / (2 * SIGMA))) < se  # the position rules' bound, reached by the plane
-    assert 2.0 > bound + 0.05  # the order-reading model: p = 1 for both
+    assert p_order > bound + 0.05  # not equivariant: p = 1 for both
 
 
 def test_conflict_distance():
