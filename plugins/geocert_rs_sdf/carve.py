@@ -25,6 +25,15 @@ touches the box's faces nor holds a camera is enclosed by the surface, so no cam
 look into it — the same convention as a hidden voxel. It also removes specks: inside blobs of a few voxels
 where the base occupancy hovers near ½ in seen-free space (on the cup: one, 5·10⁻⁵ of the area).
 
+Where the views cannot tell two surfaces apart, the largest consistent shape is not the right one: over the
+bundled cup's textureless floor, any surface in a cone renders every view alike (a proof in docs/rs_sdf.md),
+and training leaves a hill there. :func:`least_area`, run after the last carving pass, completes such places
+by the least surface area instead: it keeps what silhouettes and texture edges pin and removes the rest
+wherever that lowers the area, an exact minimum cut on the voxels (:func:`min_area_cut`). It only removes
+matter, and only where no opaque training ray would then see through the object. So where no camera could
+decide, the SDF is that of the least-area surface consistent with the silhouettes and texture edges, filled
+inside.
+
 The seen-free / reached marks come from the training rays themselves (every ``stride``-th pixel of each view
 per axis), with the renderer's stratified samples at their stratum centres: a sample marks the voxel it lies
 in. Voxels are 2·bound/X wide and the samples are closer than that along each ray.
@@ -36,10 +45,18 @@ from typing import Any
 
 import torch
 
-__all__ = ["visibility", "carve", "seal", "undecided_mask", "undecided_fraction", "UNDECIDED_BAND"]
+__all__ = ["visibility", "carve", "seal", "least_area", "min_area_cut", "flat_pixels", "undecided_mask",
+           "undecided_fraction", "UNDECIDED_BAND"]
 
 SPECK_VOXELS = 8  # :func:`seal` removes inside components of fewer voxels (2³: the blur's footprint)
 UNDECIDED_BAND = (0.25, 0.75)  # a voxel whose base occupancy p̂ lies in this band is counted as undecided
+# :func:`least_area`
+FLAT_PIXEL_RANGE = 0.1  # a pixel whose 3×3 neighbourhood spans more colour (an edge, a blend) pins no texture
+TEXTURE_STEP = 0.1  # neighbouring surface voxels whose mean pixel colours differ by more: a texture edge, pinned
+TEXTURE_REACH = 1  # ...neighbouring: at most this many voxels apart along each axis
+SILHOUETTE_VOXELS = 2  # inside voxels this close to space that background rays cross are pinned
+REMOVAL_COST = 0.02  # cost of removing one voxel, in voxel faces: ties go to keeping matter
+CUT_ROUNDS = 4  # at most this many cuts, each pinning the first hits of the opaque rays the last one let through
 
 
 @torch.no_grad()
@@ -162,3 +179,182 @@ def undecided_fraction(field, off_surface: bool = False) -> float:
         near_out = F.max_pool3d((p < UNDECIDED_BAND[0]).float(), 3, stride=1, padding=1)[0, 0] > 0
         und = und & ~(near_in & near_out)
     return und.float().mean().item()
+
+
+def flat_pixels(images: torch.Tensor, max_range: float = FLAT_PIXEL_RANGE) -> torch.Tensor:
+    """``[V·H·W]`` bool: the pixels of ``images [V, H, W, 3]`` whose 3×3 neighbourhood spans at most
+    ``max_range`` in every channel (no edge, no blend of two surfaces), in the order ``fit`` flattens rays."""
+    import torch.nn.functional as F
+
+    im = images.permute(0, 3, 1, 2).float()
+    span = (F.max_pool2d(im, 3, 1, 1) + F.max_pool2d(-im, 3, 1, 1)).amax(1)
+    return (span <= max_range).reshape(-1)
+
+
+def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 100):
+    """Which ``free`` voxels (bool ``[X, Y, Z]`` numpy) stay inside so that the number of voxel faces between
+    inside and outside, plus ``removal_cost`` per free voxel made outside, is least. ``keep`` voxels are inside
+    and every other voxel outside (also beyond the grid). Exact: a minimum s–t cut (max-flow,
+    ``scipy.sparse.csgraph.maximum_flow``) on the free voxels, with costs in units of 1/``scale`` face.
+
+    Returns ``(inside, cost)``: bool ``[X, Y, Z]`` (``keep`` or a free voxel kept) and the least cost in
+    faces (the faces between fixed voxels not counted)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
+    free = np.asarray(free, bool)
+    keep = np.asarray(keep, bool) & ~free
+    fv = np.argwhere(free)
+    n = len(fv)
+    inside = keep.copy()
+    if n == 0:
+        return inside, 0.0
+    node = -np.ones(free.shape, np.int64)
+    node[tuple(fv.T)] = np.arange(n) + 2  # 0 = source (inside), 1 = sink (outside)
+    me = np.arange(n) + 2
+    rows = [np.zeros(n, np.int64)]
+    cols = [me]
+    caps = [np.full(n, max(1, round(removal_cost * scale)))]  # cut when the voxel goes outside
+    for axis in range(3):
+        for step in (-1, 1):
+            nb = fv.copy()
+            nb[:, axis] += step
+            in_grid = (nb[:, axis] >= 0) & (nb[:, axis] < free.shape[axis])
+            nb_node = np.full(n, -1)
+            nb_keep = np.zeros(n, bool)
+            nb_node[in_grid] = node[tuple(nb[in_grid].T)]
+            nb_keep[in_grid] = keep[tuple(nb[in_grid].T)]
+            both = nb_node >= 0  # a face between two free voxels (its other direction comes from the neighbour)
+            rows += [me[both], np.zeros(int((~both & nb_keep).sum()), np.int64), me[~both & ~nb_keep]]
+            cols += [nb_node[both], me[~both & nb_keep], np.ones(int((~both & ~nb_keep).sum()), np.int64)]
+            caps += [np.full(int(both.sum()), scale), np.full(int((~both & nb_keep).sum()), scale),
+                     np.full(int((~both & ~nb_keep).sum()), scale)]
+    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(caps)
+    # each arc with its reverse (capacity 0 unless given), so that the residual graph has both directions
+    cap = sp.csr_matrix((np.concatenate([w, np.zeros_like(w)]).astype(np.int32),
+                         (np.concatenate([r, c]), np.concatenate([c, r]))), shape=(n + 2, n + 2))
+    cap.sum_duplicates()
+    result = maximum_flow(cap, 0, 1, method="dinic")
+    residual = (cap - result.flow).tocsr()
+    residual.data[residual.data < 0] = 0
+    residual.eliminate_zeros()
+    reached = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
+    side = np.zeros(n + 2, bool)
+    side[reached] = True
+    inside[tuple(fv.T)] = side[2:]
+    return inside, result.flow_value / scale
+
+
+@torch.no_grad()
+def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.Tensor, flat: torch.Tensor, *,
+               near: float, far: float, n_samples: int, chunk: int = 8192,
+               removal_cost: float = REMOVAL_COST) -> dict[str, Any]:
+    """Remove the matter the images leave free where removing it lowers the surface's area (rs-sdf; a no-op
+    for the plain density): the least-area completion of what the cameras could not decide.
+
+    Carving keeps the largest shape consistent with the views, and where the views cannot tell two surfaces
+    apart, that is the wrong one: the hollow of the bundled cup has a textureless floor, and any surface in
+    a cone over it renders every view alike (docs/rs_sdf.md), so training leaves a hill there. This pass
+    keeps every voxel inside the SDF that the images pin:
+
+    * **silhouettes**: voxels within ``SILHOUETTE_VOXELS`` of space crossed by rays that see the background
+      (rays ``[R]`` with opacity below ½), i.e. the visual hull's shell;
+    * **texture edges**: surface voxels (where an opaque ray's expected depth falls) whose mean pixel colour,
+      over the ``flat`` rays (no edge or blend in their pixel's 3×3 neighbourhood), differs by more than
+      ``TEXTURE_STEP`` from that of a surface voxel at most ``TEXTURE_REACH`` voxels away along each axis, and
+      the voxels next to them (an edge pins where the pixels beside it, a pixel or so wide, land in
+      neighbouring voxels: where a pixel covers more than a voxel, it may not pin);
+
+    and then labels the others inside or outside by :func:`min_area_cut` (least boundary area, ties kept
+    inside; voxels are only removed, never added). An opaque ray the cut lets through to the background pins
+    the voxel of its expected depth, and the cut runs again (at most ``CUT_ROUNDS`` times; if the last one
+    still lets rays through, nothing is removed). Removed voxels are fixed outside (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels'
+    colours and :func:`flat_pixels`. Returns the share of the grid removed and pinned and the cuts run."""
+    if field.density_mode != "rs-sdf":
+        return {"least_area": False}
+    import numpy as np
+    from scipy import ndimage
+
+    from geocert_rs_sdf.render import _samples, render_rays, voxel_cells
+
+    res = field.logits.shape[0]
+    bound = float(field.bound)
+    device = field.logits.device
+    state = field.geometry_state()
+    depth = torch.empty(len(origins), device=device)
+    opacity = torch.empty(len(origins), device=device)
+    for i in range(0, len(origins), chunk):
+        out = render_rays(field, state, origins[i:i + chunk].to(device), dirs[i:i + chunk].to(device), near=near,
+                          far=far, n_samples=n_samples, color_samples=1)
+        depth[i:i + chunk], opacity[i:i + chunk] = out["depth"], out["opacity"]
+    inside = (field.sdf_grid() > 0).cpu().numpy()
+    cube = np.ones((3, 3, 3), bool)
+    background = opacity < 0.5
+    if bool(background.any()):
+        _, crossed = visibility(field, state, origins[background].to(device), dirs[background].to(device),
+                                near=near, far=far, n_samples=n_samples, chunk=chunk)
+        shell = ndimage.binary_dilation(crossed.cpu().numpy(), cube, iterations=SILHOUETTE_VOXELS) & inside
+    else:
+        shell = np.zeros_like(inside)
+
+    def voxel_of_depth(rays: torch.Tensor) -> torch.Tensor:
+        pts = origins[rays].to(device) + depth[rays, None] * dirs[rays].to(device)
+        cell = voxel_cells(pts, bound, res).clamp(0, res - 1)
+        return (cell[:, 0] * res + cell[:, 1]) * res + cell[:, 2]
+
+    solid = (opacity > 0.99) & flat.to(device)
+    flat_idx = voxel_of_depth(solid.nonzero().squeeze(1))
+    count = torch.zeros(res**3, device=device).index_add_(0, flat_idx, torch.ones(len(flat_idx), device=device))
+    total = torch.zeros(res**3, 3, device=device).index_add_(0, flat_idx, colors[solid].to(device).float())
+    mean = (total / count.clamp(min=1)[:, None]).reshape(res, res, res, 3).cpu().numpy()
+    surface = (count > 0).reshape(res, res, res).cpu().numpy()
+    step_ = np.zeros(inside.shape)
+    w = TEXTURE_REACH
+    pad_m = np.pad(mean, ((w, w), (w, w), (w, w), (0, 0)))
+    pad_s = np.pad(surface, w)
+    for dx in range(2 * w + 1):
+        for dy in range(2 * w + 1):
+            for dz in range(2 * w + 1):
+                nb_m = pad_m[dx:dx + res, dy:dy + res, dz:dz + res]
+                nb_s = pad_s[dx:dx + res, dy:dy + res, dz:dz + res]
+                step_ = np.maximum(step_, np.abs(nb_m - mean).max(-1) * nb_s)
+    texture = ndimage.binary_dilation(surface & (step_ > TEXTURE_STEP), cube) & inside
+    pinned = shell | texture
+    opaque = (opacity > 0.5).nonzero().squeeze(1)
+
+    def blocked_by(grid) -> torch.Tensor:
+        """Which opaque rays meet an inside voxel of ``grid`` (bool ``[X, Y, Z]`` numpy) at one of their samples."""
+        grid_t = torch.from_numpy(grid).to(device).reshape(-1)
+        hit = torch.zeros(len(opaque), dtype=torch.bool, device=device)
+        for i in range(0, len(opaque), chunk):
+            rays = opaque[i:i + chunk]
+            o, d = origins[rays].to(device), dirs[rays].to(device)
+            t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
+            cell = voxel_cells(o[:, None, :] + t[..., None] * d[:, None, :], bound, res)
+            ok = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
+            flat_cell = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2]).clamp(0, res**3 - 1)
+            hit[i:i + chunk] = (grid_t[flat_cell] & ok).any(-1)
+        return hit
+
+    blocked_before = blocked_by(inside)
+    rounds, removed = 0, np.zeros_like(inside)
+    while rounds < CUT_ROUNDS:
+        rounds += 1
+        kept, _ = min_area_cut(inside & ~pinned, pinned, removal_cost)
+        if not (inside & ~kept).any():
+            break
+        # opaque rays the cut lets through (they met matter before it): pin where they ended, cut again
+        leaks = blocked_before & ~blocked_by(kept)
+        if not bool(leaks.any()):
+            removed = inside & ~kept
+            break
+        leaked = torch.zeros(res**3, dtype=torch.bool, device=device)
+        leaked[voxel_of_depth(opaque[leaks])] = True
+        pinned |= ndimage.binary_dilation(leaked.reshape(res, res, res).cpu().numpy(), cube) & inside
+    if removed.any():
+        field.fixed[torch.from_numpy(removed).to(field.fixed.device)] = -1
+    total_v = inside.size
+    return {"least_area": True, "cuts": rounds, "removed_fraction": round(float(removed.sum()) / total_v, 6),
+            "pinned_fraction": round(float(pinned.sum()) / total_v, 6),
+            "free_fraction": round(float((inside & ~pinned).sum()) / total_v, 6)}

@@ -160,6 +160,10 @@ class FitSettings:
     """Space carving (rs-sdf; runs of 1000 steps or more) at 50, 70 and 90 % of the run: voxels the training
     rays reach only behind a surface are fixed inside, voxels no ray reaches outside, so the SDF is decided
     everywhere (see docs/rs_sdf.md)."""
+    least_area: bool = True
+    """After the last carving pass (rs-sdf, with --carve): remove the matter that neither silhouettes nor
+    texture edges pin where that lowers the surface's area, the least-area completion of what the views leave
+    open, such as a hill over a textureless floor (see docs/rs_sdf.md)."""
     seed: int = 0
     """Seed of initialisation and ray sampling (runs are reproducible)."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from geocert_rs_sdf.background import Background
-from geocert_rs_sdf.carve import carve, seal
+from geocert_rs_sdf.carve import carve, flat_pixels, least_area, seal
 from geocert_rs_sdf.config import AUTO_FIELD, SHARPNESS_START, FieldSettings, FitSettings
 from geocert_rs_sdf.data import FAR, NEAR, Split, pixel_rays
 from geocert_rs_sdf.field import RadianceField
@@ -188,6 +188,7 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
     carve_steps = carve_schedule(st) if field.density_mode == "rs-sdf" else set()
     carves = list(loop_state.get("carves") or [])
     carve_idx = strided_pixels(c2w.shape[0], train.height, train.width, device) if carve_steps else None
+    least_area_step = max(carve_steps) if carve_steps and st.least_area else None
     for step in range(start_step, st.steps):
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_scale(step, st.steps)
@@ -243,6 +244,12 @@ def fit(field: RadianceField, fs: FieldSettings, st: FitSettings, train: Split, 
                          n_samples=fs.samples)
             skip = field.skip_grid(field.geometry_state())
             carves.append({"step": step + 1, **{k: v for k, v in info.items() if k != "carved"}})
+            if step + 1 == least_area_step:  # after the last carving pass: the least-area completion
+                info = least_area(field, cam_origin[view_of_ray[carve_idx]], dirs[carve_idx], colors[carve_idx],
+                                  flat_pixels(train.images).to(device)[carve_idx], near=near, far=far,
+                                  n_samples=fs.samples)
+                skip = field.skip_grid(field.geometry_state())
+                carves.append({"step": step + 1, **info})
         if checkpoint_fn is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
                 and step + 1 < st.steps:
             checkpoint_fn(step + 1, opt, carried())

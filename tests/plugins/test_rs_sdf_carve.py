@@ -229,7 +229,9 @@ def test_learned_sdf_is_positive_inside_and_negative_outside(tmp_path):
         carving = json.loads((out / "metrics.json").read_text())["carving"]
         if carve_flag == "--carve":
             assert positive_inside > 0.99
-            assert [("hidden_fraction" in c, "sealed" in c) for c in carving] == [(True, False)] * 3 + [(False, True)]
+            assert [("hidden_fraction" in c, "least_area" in c, "sealed" in c) for c in carving] == \
+                [(True, False, False)] * 3 + [(False, True, False), (False, False, True)]
+            assert carving[3]["step"] == carving[2]["step"]  # the least-area pass follows the last carving pass
             assert carving[-1]["sealed"] and {"pockets", "specks"} <= set(carving[-1])
         else:  # the interior keeps its initial p̂ ≈ ½: the sign there is a coin toss (0.50 measured)
             assert positive_inside < 0.9
