@@ -186,9 +186,12 @@ def flat_pixels(images: torch.Tensor, max_range: float = FLAT_PIXEL_RANGE) -> to
     ``max_range`` in every channel (no edge, no blend of two surfaces), in the order ``fit`` flattens rays."""
     import torch.nn.functional as F
 
-    im = images.permute(0, 3, 1, 2).float()
-    span = (F.max_pool2d(im, 3, 1, 1) + F.max_pool2d(-im, 3, 1, 1)).amax(1)
-    return (span <= max_range).reshape(-1)
+    out = []
+    for view in images:  # one view at a time: the pooled copies of a whole capture need not fit in memory
+        im = view.permute(2, 0, 1)[None].float()
+        span = (F.max_pool2d(im, 3, 1, 1) + F.max_pool2d(-im, 3, 1, 1)).amax(1)
+        out.append((span <= max_range).reshape(-1))
+    return torch.cat(out)
 
 
 def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 100):
