@@ -196,8 +196,9 @@ def flat_pixels(images: torch.Tensor, max_range: float = FLAT_PIXEL_RANGE) -> to
 
 def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 100):
     """Which ``free`` voxels (bool ``[X, Y, Z]`` numpy) stay inside so that the number of voxel faces between
-    inside and outside, plus ``removal_cost`` per free voxel made outside, is least. ``keep`` voxels are inside
-    and every other voxel outside (also beyond the grid). Exact: a minimum s–t cut (max-flow,
+    inside and outside inside the grid, plus ``removal_cost`` per free voxel made outside, is least. ``keep``
+    voxels are inside and every other voxel outside; the grid's own border costs nothing (the scene box cuts
+    the scene, for example a ground plane, and is no surface of it). Exact: a minimum s–t cut (max-flow,
     ``scipy.sparse.csgraph.maximum_flow``) on the free voxels, with costs in units of 1/``scale`` face.
 
     Returns ``(inside, cost)``: bool ``[X, Y, Z]`` (``keep`` or a free voxel kept) and the least cost in
@@ -229,10 +230,12 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
             nb_node[in_grid] = node[tuple(nb[in_grid].T)]
             nb_keep[in_grid] = keep[tuple(nb[in_grid].T)]
             both = nb_node >= 0  # a face between two free voxels (its other direction comes from the neighbour)
-            rows += [me[both], np.zeros(int((~both & nb_keep).sum()), np.int64), me[~both & ~nb_keep]]
-            cols += [nb_node[both], me[~both & nb_keep], np.ones(int((~both & ~nb_keep).sum()), np.int64)]
-            caps += [np.full(int(both.sum()), scale), np.full(int((~both & nb_keep).sum()), scale),
-                     np.full(int((~both & ~nb_keep).sum()), scale)]
+            to_keep = ~both & nb_keep
+            to_out = ~both & ~nb_keep & in_grid  # the box's faces cost nothing: it cuts the scene, not a surface
+            rows += [me[both], np.zeros(int(to_keep.sum()), np.int64), me[to_out]]
+            cols += [nb_node[both], me[to_keep], np.ones(int(to_out.sum()), np.int64)]
+            caps += [np.full(int(both.sum()), scale), np.full(int(to_keep.sum()), scale),
+                     np.full(int(to_out.sum()), scale)]
     r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(caps)
     # each arc with its reverse (capacity 0 unless given), so that the residual graph has both directions
     cap = sp.csr_matrix((np.concatenate([w, np.zeros_like(w)]).astype(np.int32),
@@ -269,10 +272,15 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
       the voxels next to them (an edge pins where the pixels beside it, a pixel or so wide, land in
       neighbouring voxels: where a pixel covers more than a voxel, it may not pin);
 
+    * **the box's faces**: inside voxels on the grid's border, where the scene box cuts through matter such
+      as a ground plane, whose area beyond the box is unknown;
+
     and then labels the others inside or outside by :func:`min_area_cut` (least boundary area, ties kept
-    inside; voxels are only removed, never added). An opaque ray the cut lets through to the background pins
-    the voxel of its expected depth, and the cut runs again (at most ``CUT_ROUNDS`` times; if the last one
-    still lets rays through, nothing is removed). Removed voxels are fixed outside (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels'
+    inside; voxels are only removed, never added). The result must still explain the images: an opaque ray
+    the cut lets through the object, or one that now ends deeper, on a voxel whose rays' (flat) pixel colours
+    spread by more than ``TEXTURE_STEP`` (a surface the images show shaded or textured, such as a bump on a
+    table that no silhouette outlines), pins the voxel where it ended before, and the cut runs again (at most
+    ``CUT_ROUNDS`` times; if the last one still fails, nothing is removed). Removed voxels are fixed outside (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels'
     colours and :func:`flat_pixels`. Returns the share of the grid removed and pinned and the cuts run."""
     if field.density_mode != "rs-sdf":
         return {"least_area": False}
@@ -323,13 +331,16 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
                 nb_s = pad_s[dx:dx + res, dy:dy + res, dz:dz + res]
                 step_ = np.maximum(step_, np.abs(nb_m - mean).max(-1) * nb_s)
     texture = ndimage.binary_dilation(surface & (step_ > TEXTURE_STEP), cube) & inside
-    pinned = shell | texture
+    border = np.zeros_like(inside)
+    border[[0, -1]] = border[:, [0, -1]] = border[:, :, [0, -1]] = True
+    pinned = shell | texture | (border & inside)  # matter the box cuts (a ground plane) is held where it is cut
     opaque = (opacity > 0.5).nonzero().squeeze(1)
 
-    def blocked_by(grid) -> torch.Tensor:
-        """Which opaque rays meet an inside voxel of ``grid`` (bool ``[X, Y, Z]`` numpy) at one of their samples."""
+    def first_hit(grid) -> torch.Tensor:
+        """Per opaque ray, the flat index of the first voxel of ``grid`` (bool ``[X, Y, Z]`` numpy) its samples
+        meet, or -1."""
         grid_t = torch.from_numpy(grid).to(device).reshape(-1)
-        hit = torch.zeros(len(opaque), dtype=torch.bool, device=device)
+        hit = torch.full((len(opaque),), -1, dtype=torch.long, device=device)
         for i in range(0, len(opaque), chunk):
             rays = opaque[i:i + chunk]
             o, d = origins[rays].to(device), dirs[rays].to(device)
@@ -337,24 +348,38 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
             cell = voxel_cells(o[:, None, :] + t[..., None] * d[:, None, :], bound, res)
             ok = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
             flat_cell = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2]).clamp(0, res**3 - 1)
-            hit[i:i + chunk] = (grid_t[flat_cell] & ok).any(-1)
+            met = grid_t[flat_cell] & ok
+            first = met.float().argmax(-1)
+            hit[i:i + chunk] = torch.where(met.any(-1), flat_cell.gather(1, first[:, None])[:, 0], -1)
         return hit
 
-    blocked_before = blocked_by(inside)
+    hit_before = first_hit(inside)
+    flat_opaque = (flat.to(device)[opaque] & (opacity[opaque] > 0.99))
+    rgb = colors[opaque].to(device).float()
     rounds, removed = 0, np.zeros_like(inside)
     while rounds < CUT_ROUNDS:
         rounds += 1
         kept, _ = min_area_cut(inside & ~pinned, pinned, removal_cost)
         if not (inside & ~kept).any():
             break
-        # opaque rays the cut lets through (they met matter before it): pin where they ended, cut again
-        leaks = blocked_before & ~blocked_by(kept)
-        if not bool(leaks.any()):
+        hit = first_hit(kept)
+        leaks = (hit_before >= 0) & (hit < 0)  # rays the cut lets through the object
+        moved = (hit_before >= 0) & (hit >= 0) & (hit != hit_before)  # rays that now end deeper
+        # a voxel the moved rays now reach must take one colour: the spread of the (flat) pixel colours of all
+        # the rays that end there, moved or not, stays within TEXTURE_STEP
+        use = flat_opaque & (hit >= 0)
+        at = hit[use][:, None].expand(-1, 3)
+        hi = torch.full((res**3, 3), -1.0, device=device).scatter_reduce_(0, at, rgb[use], "amax")
+        lo = torch.full((res**3, 3), 2.0, device=device).scatter_reduce_(0, at, rgb[use], "amin")
+        spread = torch.where(hi[:, 0] >= 0, (hi - lo).amax(-1), torch.zeros((), device=device))
+        bad = leaks | (moved & (spread[hit.clamp(min=0)] > TEXTURE_STEP))
+        if not bool(bad.any()):
             removed = inside & ~kept
             break
-        leaked = torch.zeros(res**3, dtype=torch.bool, device=device)
-        leaked[voxel_of_depth(opaque[leaks])] = True
-        pinned |= ndimage.binary_dilation(leaked.reshape(res, res, res).cpu().numpy(), cube) & inside
+        # pin where those rays ended before the cut, and cut again
+        was = torch.zeros(res**3, dtype=torch.bool, device=device)
+        was[hit_before[bad]] = True
+        pinned |= ndimage.binary_dilation(was.reshape(res, res, res).cpu().numpy(), cube) & inside
     if removed.any():
         field.fixed[torch.from_numpy(removed).to(field.fixed.device)] = -1
     total_v = inside.size

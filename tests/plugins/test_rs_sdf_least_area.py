@@ -21,9 +21,8 @@ FIELD = FieldSettings(grid_res=RES, samples=128, color_samples=4, hash_levels=2,
 
 
 def _faces(inside: np.ndarray) -> int:
-    """Voxel faces between inside and outside, the grid's border counted (outside beyond it)."""
-    padded = np.pad(inside, 1).astype(np.int8)
-    return sum(int((np.diff(padded, axis=a) != 0).sum()) for a in range(3))
+    """Voxel faces between inside and outside within the grid (its border costs nothing)."""
+    return sum(int((np.diff(inside.astype(np.int8), axis=a) != 0).sum()) for a in range(3))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -56,9 +55,9 @@ def _assign(free: np.ndarray, bits) -> np.ndarray:
 
 
 def _fixed_faces(keep: np.ndarray, free: np.ndarray) -> int:
-    """Faces between a kept voxel and a fixed outside one (not free; beyond the grid counts)."""
-    k = np.pad(keep & ~free, 1)
-    out = np.pad(~keep & ~free, 1, constant_values=True)
+    """Faces between a kept voxel and a fixed outside one (not free), within the grid."""
+    k = keep & ~free
+    out = ~keep & ~free
     n = 0
     for a in range(3):
         lo = [slice(None)] * 3
@@ -197,6 +196,57 @@ def test_least_area_keeps_what_silhouettes_or_texture_pin():
     field, cone, _ = _cup_field(hill=True)
     _, _, after_plain = _run(field, _plain_colour)
     assert not after_plain[surface].any()
+
+
+def _table_with_bump():
+    """A table filling the views' lower half-space (z < −0.2) with a half ball of radius 0.4 on it; cameras
+    look down at it from above with a narrow field of view, so no ray sees the background: no silhouette
+    holds the bump."""
+    field = build_field(FIELD, 1.0, torch.Generator().manual_seed(0))
+    c = _centres()
+    bump = ((c - torch.tensor([0.0, 0.0, -0.2])).norm(dim=-1) < 0.4) & (c[..., 2] >= -0.2)
+    with torch.no_grad():
+        field.logits.copy_(torch.where((c[..., 2] < -0.2) | bump, 8.0, -8.0))
+    poses = []
+    for k in range(24):
+        el = math.radians((55.0, 70.0, 85.0)[k % 3])
+        az = 2 * math.pi * k / 24
+        eye = 4.0 * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        poses.append(look_at(eye, target=(0.0, 0.0, -0.2)))
+    c2w = torch.from_numpy(np.stack(poses)).float()
+    w = 48
+    o, d = pixel_rays(c2w, w, w, 0.5 * w / math.tan(0.12))
+    return field, bump, o.reshape(-1, 3), d.reshape(-1, 3), w
+
+
+@pytest.mark.parametrize("shaded", [True, False])
+def test_least_area_keeps_a_shaded_bump_that_no_silhouette_holds(shaded):
+    """Without a silhouette, a bump on a table of one colour is as consistent with the views as the bare
+    table, and the least-area choice removes it. Shaded (Lambertian), the rays that would end on the table
+    under it disagree in colour, so it stays."""
+    field, bump, o, d, w = _table_with_bump()
+    light = torch.tensor([0.4, 0.2, 0.9]) / torch.tensor([0.4, 0.2, 0.9]).norm()
+
+    def shade(p):
+        centre = torch.tensor([0.0, 0.0, -0.2])
+        on_bump = ((p - centre).norm(dim=-1) < 0.45) & (p[:, 2] > -0.17)
+        n = torch.where(on_bump[:, None], (p - centre) / (p - centre).norm(dim=-1, keepdim=True).clamp(min=1e-6),
+                        torch.tensor([0.0, 0.0, 1.0]))
+        return (0.2 + 0.7 * (n @ light).clamp(min=0))[:, None].expand(-1, 3) if shaded else torch.full((len(p), 3), 0.5)
+    col = _colours(field, o, d, shade)
+    with torch.no_grad():
+        seen = render_rays(field, field.geometry_state(), o, d, near=2.0, far=6.0, n_samples=128, color_samples=1)
+    assert (seen["opacity"] > 0.5).all()  # every ray ends on the table or the bump: no background
+    before = (field.sdf_grid() > 0).clone()
+    info = least_area(field, o, d, col, flat_pixels(col.reshape(-1, w, w, 3)), near=2.0, far=6.0, n_samples=128)
+    after = field.sdf_grid() > 0
+    kept = float((after & bump).sum() / (before & bump).sum())
+    if shaded:
+        assert kept > 0.9
+    else:
+        assert info["removed_fraction"] > 0 and kept < 0.2
+    table = _centres()[..., 2] < -0.35
+    assert before[table].float().mean() > 0.9 and torch.equal(after[table], before[table])  # the table stays
 
 
 def test_least_area_is_a_no_op_for_the_plain_density():
