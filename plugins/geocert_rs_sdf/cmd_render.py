@@ -177,6 +177,7 @@ def run(cfg: RenderConfig) -> dict[str, Any]:
                                                    "and a decided-outside neighbour"}
                                     if fs.density == "rs-sdf" else None),
                "sdf_slice": {"file": "sdf_slice.png", "colours": SLICE_CONVENTION},
+               "carving": list((data.get("loop_state") or {}).get("carves") or []),
                "trained_here": trained is not None, "threads": torch.get_num_threads(), "device": str(run_.device),
                "train_seconds": trained["train_seconds"] if trained else None,
                "total_seconds": round(time.perf_counter() - t_start, 2)}

@@ -324,6 +324,10 @@ def _per_view_table(m: dict) -> str:
     if isinstance(und, dict):
         summary += [[f"undecided voxels ({k.replace('_', ' ')}, share of the grid)", v] for k, v in und.items()
                     if isinstance(v, (int, float))]
+    for c in m.get("carving") or []:
+        if isinstance(c, dict) and c.get("least_area"):
+            summary.append([f"least-area pass (step {c.get('step')}): share of the grid removed, "
+                            f"in {c.get('cuts')} cut(s)", c.get("removed_fraction")])
     out = table(["view", "PSNR (dB)", "SSIM"], rows,
                 caption=f"{len(rows)} test view(s); click a header to sort")
     if summary:

@@ -232,6 +232,14 @@ def test_learned_sdf_is_positive_inside_and_negative_outside(tmp_path):
             assert [("hidden_fraction" in c, "least_area" in c, "sealed" in c) for c in carving] == \
                 [(True, False, False)] * 3 + [(False, True, False), (False, False, True)]
             assert carving[3]["step"] == carving[2]["step"]  # the least-area pass follows the last carving pass
+            # geocert render of that checkpoint reports the pass (metrics.json and the report's summary)
+            rendered = tmp_path / "render"
+            assert cli(["render", "--checkpoint", str(out / "checkpoint.pt"), "--output", str(rendered),
+                        "--orbit-frames", "2", "--width", "32", "--test-views", "1", "--mesh-res", "32",
+                        "--threads", "1"]) == 0
+            metrics = json.loads((rendered / "metrics.json").read_text())
+            assert metrics["carving"] == carving
+            assert f"least-area pass (step {carving[3]['step']})" in (rendered / "report.html").read_text()
             assert carving[-1]["sealed"] and {"pockets", "specks"} <= set(carving[-1])
         else:  # the interior keeps its initial p̂ ≈ ½: the sign there is a coin toss (0.50 measured)
             assert positive_inside < 0.9
