@@ -30,7 +30,8 @@ bundled cup's textureless floor, any surface in a cone renders every view alike 
 and training leaves a hill there. :func:`least_area`, run after the last carving pass, completes such places
 by the least surface area instead: it keeps what silhouettes and texture edges pin and removes the rest
 wherever that lowers the area, an exact minimum cut on the voxels (:func:`min_area_cut`). It only removes
-matter, and only where no opaque training ray would then see through the object. So where no camera could
+matter, and only where the result still explains the images: no opaque training ray sees through the object,
+and the rays that now end deeper agree in colour where they end. So where no camera could
 decide, the SDF is that of the least-area surface consistent with the silhouettes and texture edges, filled
 inside.
 
@@ -56,7 +57,7 @@ TEXTURE_STEP = 0.1  # neighbouring surface voxels whose mean pixel colours diffe
 TEXTURE_REACH = 1  # ...neighbouring: at most this many voxels apart along each axis
 SILHOUETTE_VOXELS = 2  # inside voxels this close to space that background rays cross are pinned
 REMOVAL_COST = 0.02  # cost of removing one voxel, in voxel faces: ties go to keeping matter
-CUT_ROUNDS = 4  # at most this many cuts, each pinning the first hits of the opaque rays the last one let through
+CUT_ROUNDS = 4  # at most this many cuts; each pins where the rays the last one failed (see least_area) ended
 
 
 @torch.no_grad()
