@@ -60,6 +60,24 @@ REMOVAL_COST = 0.02  # cost of removing one voxel, in voxel faces: ties go to ke
 CUT_ROUNDS = 4  # at most this many cuts; each pins where the rays the last one failed (see least_area) ended
 
 
+def _march(o: torch.Tensor, d: torch.Tensor, bound: float, res: int, near: float, far: float, n_samples: int):
+    """The renderer's stratified samples of rays ``o / d [R, 3]`` at their stratum centres: points ``[R, S, 3]``,
+    segment lengths ``dt`` (``[R, S]`` or ``[R, 1]``, broadcasting), the flat index of the voxel of an ``res³`` grid over the box each lies in
+    (clamped into the grid) and whether it lies in the grid (``ok``, also False for empty strata)."""
+    from geocert_rs_sdf.render import _samples, voxel_cells
+
+    t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
+    pts = o[:, None, :] + t[..., None] * d[:, None, :]
+    cell = voxel_cells(pts, bound, res)
+    ok = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
+    return pts, dt, _flat(cell.clamp(0, res - 1), res), ok
+
+
+def _flat(cell: torch.Tensor, res: int) -> torch.Tensor:
+    """Flat indices of voxel cells ``[..., 3]`` (in the grid) of an ``res³`` grid."""
+    return (cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2]
+
+
 @torch.no_grad()
 def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, *, near: float,
                far: float, n_samples: int, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +86,7 @@ def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Te
 
     reached: some sample of some ray lies in the voxel; seen_free: some sample with transmittance > ½ before
     it (in front of the ray's median depth) lies in the voxel."""
-    from geocert_rs_sdf.render import _samples, transmittance, voxel_cells
+    from geocert_rs_sdf.render import transmittance
 
     res = field.logits.shape[0]
     bound = float(field.bound)
@@ -77,13 +95,9 @@ def visibility(field, state: torch.Tensor, origins: torch.Tensor, dirs: torch.Te
     free = torch.zeros(res**3, dtype=torch.bool, device=device)
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i:i + chunk].to(device), dirs[i:i + chunk].to(device)
-        t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
-        pts = o[:, None, :] + t[..., None] * d[:, None, :]
-        density = field.density(pts.reshape(-1, 3), state).reshape(t.shape)
+        pts, dt, flat, inside = _march(o, d, bound, res, near, far, n_samples)
+        density = field.density(pts.reshape(-1, 3), state).reshape(pts.shape[:-1])
         trans = transmittance(density * dt)
-        cell = voxel_cells(pts, bound, res)
-        inside = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
-        flat = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2])
         reached[flat[inside]] = True
         free[flat[inside & (trans > 0.5)]] = True
     return reached.reshape(res, res, res), free.reshape(res, res, res)
@@ -272,7 +286,6 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
       ``TEXTURE_STEP`` from that of a surface voxel at most ``TEXTURE_REACH`` voxels away along each axis, and
       the voxels next to them (an edge pins where the pixels beside it, a pixel or so wide, land in
       neighbouring voxels: where a pixel covers more than a voxel, it may not pin);
-
     * **the box's faces**: inside voxels on the grid's border, where the scene box cuts through matter such
       as a ground plane, whose area beyond the box is unknown;
 
@@ -281,14 +294,15 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
     the cut lets through the object, or one that now ends deeper, on a voxel whose rays' (flat) pixel colours
     spread by more than ``TEXTURE_STEP`` (a surface the images show shaded or textured, such as a bump on a
     table that no silhouette outlines), pins the voxel where it ended before, and the cut runs again (at most
-    ``CUT_ROUNDS`` times; if the last one still fails, nothing is removed). Removed voxels are fixed outside (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels'
-    colours and :func:`flat_pixels`. Returns the share of the grid removed and pinned and the cuts run."""
+    ``CUT_ROUNDS`` times; if the last one still fails, nothing is removed). Removed voxels are fixed outside
+    (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels' colours and
+    :func:`flat_pixels`. Returns the share of the grid removed and pinned and the cuts run."""
     if field.density_mode != "rs-sdf":
         return {"least_area": False}
     import numpy as np
     from scipy import ndimage
 
-    from geocert_rs_sdf.render import _samples, render_rays, voxel_cells
+    from geocert_rs_sdf.render import render_rays, voxel_cells
 
     res = field.logits.shape[0]
     bound = float(field.bound)
@@ -312,8 +326,7 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
 
     def voxel_of_depth(rays: torch.Tensor) -> torch.Tensor:
         pts = origins[rays].to(device) + depth[rays, None] * dirs[rays].to(device)
-        cell = voxel_cells(pts, bound, res).clamp(0, res - 1)
-        return (cell[:, 0] * res + cell[:, 1]) * res + cell[:, 2]
+        return _flat(voxel_cells(pts, bound, res).clamp(0, res - 1), res)
 
     solid = (opacity > 0.99) & flat.to(device)
     flat_idx = voxel_of_depth(solid.nonzero().squeeze(1))
@@ -344,11 +357,8 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
         hit = torch.full((len(opaque),), -1, dtype=torch.long, device=device)
         for i in range(0, len(opaque), chunk):
             rays = opaque[i:i + chunk]
-            o, d = origins[rays].to(device), dirs[rays].to(device)
-            t, dt = _samples(o, d, bound, near, far, n_samples, False, None)
-            cell = voxel_cells(o[:, None, :] + t[..., None] * d[:, None, :], bound, res)
-            ok = ((cell >= 0) & (cell < res)).all(-1) & (dt > 0)
-            flat_cell = ((cell[..., 0] * res + cell[..., 1]) * res + cell[..., 2]).clamp(0, res**3 - 1)
+            _, _, flat_cell, ok = _march(origins[rays].to(device), dirs[rays].to(device), bound, res, near, far,
+                                         n_samples)
             met = grid_t[flat_cell] & ok
             first = met.float().argmax(-1)
             hit[i:i + chunk] = torch.where(met.any(-1), flat_cell.gather(1, first[:, None])[:, 0], -1)
