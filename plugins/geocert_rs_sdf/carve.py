@@ -56,7 +56,8 @@ FLAT_PIXEL_RANGE = 0.1  # a pixel whose 3×3 neighbourhood spans more colour (an
 TEXTURE_STEP = 0.1  # neighbouring surface voxels whose mean pixel colours differ by more: a texture edge, pinned
 TEXTURE_REACH = 1  # ...neighbouring: at most this many voxels apart along each axis
 SILHOUETTE_VOXELS = 2  # inside voxels this close to space that background rays cross are pinned
-REMOVAL_COST = 0.02  # cost of removing one voxel, in voxel faces: ties go to keeping matter
+REMOVAL_COST = -0.02  # cost of removing one voxel, in voxel faces (negative: a reward, so ties go to removing)
+MOVED_SPREAD = 0.2  # a cut fails where rays now end on a voxel whose rays' pixel colours spread by more
 CUT_ROUNDS = 4  # at most this many cuts; each pins where the rays the last one failed (see least_area) ended
 
 
@@ -216,6 +217,11 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
     the scene, for example a ground plane, and is no surface of it). Exact: a minimum s–t cut (max-flow,
     ``scipy.sparse.csgraph.maximum_flow``) on the free voxels, with costs in units of 1/``scale`` face.
 
+    A negative ``removal_cost`` is a reward: among labellings of equal area, the one with the least matter
+    wins. Counted in voxel faces, area has many ties (a staircase fillet in a corner has the area of the
+    corner it fills; so has any cross-section of a hollow that keeps its bounding box and stays convex along
+    the axes), and a small reward settles them toward the empty one.
+
     Returns ``(inside, cost)``: bool ``[X, Y, Z]`` (``keep`` or a free voxel kept) and the least cost in
     faces (the faces between fixed voxels not counted)."""
     import numpy as np
@@ -232,9 +238,11 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
     node = -np.ones(free.shape, np.int64)
     node[tuple(fv.T)] = np.arange(n) + 2  # 0 = source (inside), 1 = sink (outside)
     me = np.arange(n) + 2
-    rows = [np.zeros(n, np.int64)]
-    cols = [me]
-    caps = [np.full(n, max(1, round(removal_cost * scale)))]  # cut when the voxel goes outside
+    if removal_cost >= 0:  # an arc from the source, cut when the voxel goes outside
+        rows, cols = [np.zeros(n, np.int64)], [me]
+    else:  # a reward for removal: an arc to the sink, cut when the voxel stays inside
+        rows, cols = [me], [np.ones(n, np.int64)]
+    caps = [np.full(n, max(1, round(abs(removal_cost) * scale)))]
     for axis in range(3):
         for step in (-1, 1):
             nb = fv.copy()
@@ -264,7 +272,9 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
     side = np.zeros(n + 2, bool)
     side[reached] = True
     inside[tuple(fv.T)] = side[2:]
-    return inside, result.flow_value / scale
+    # a removal reward was paid as a cut arc for every free voxel kept: the flow is the cost plus |cost|·n
+    offset = round(removal_cost * scale) * n if removal_cost < 0 else 0
+    return inside, (result.flow_value + offset) / scale
 
 
 @torch.no_grad()
@@ -289,10 +299,10 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
     * **the box's faces**: inside voxels on the grid's border, where the scene box cuts through matter such
       as a ground plane, whose area beyond the box is unknown;
 
-    and then labels the others inside or outside by :func:`min_area_cut` (least boundary area, ties kept
-    inside; voxels are only removed, never added). The result must still explain the images: an opaque ray
+    and then labels the others inside or outside by :func:`min_area_cut` (least boundary area, ties going to
+    removal; voxels are only removed, never added). The result must still explain the images: an opaque ray
     the cut lets through the object, or one that now ends deeper, on a voxel whose rays' (flat) pixel colours
-    spread by more than ``TEXTURE_STEP`` (a surface the images show shaded or textured, such as a bump on a
+    spread by more than ``MOVED_SPREAD`` (a surface the images show shaded or textured, such as a bump on a
     table that no silhouette outlines), pins the voxel where it ended before, and the cut runs again (at most
     ``CUT_ROUNDS`` times; if the last one still fails, nothing is removed). Removed voxels are fixed outside
     (``field.fixed``). ``origins / dirs / colors / flat``: the training rays, their pixels' colours and
@@ -377,13 +387,13 @@ def least_area(field, origins: torch.Tensor, dirs: torch.Tensor, colors: torch.T
         leaks = (hit_before >= 0) & (hit < 0)  # rays the cut lets through the object
         moved = (hit_before >= 0) & (hit >= 0) & (hit != hit_before)  # rays that now end deeper
         # a voxel the moved rays now reach must take one colour: the spread of the (flat) pixel colours of all
-        # the rays that end there, moved or not, stays within TEXTURE_STEP
+        # the rays that end there, moved or not, stays within MOVED_SPREAD
         use = flat_opaque & (hit >= 0)
         at = hit[use][:, None].expand(-1, 3)
         hi = torch.full((res**3, 3), -1.0, device=device).scatter_reduce_(0, at, rgb[use], "amax")
         lo = torch.full((res**3, 3), 2.0, device=device).scatter_reduce_(0, at, rgb[use], "amin")
         spread = torch.where(hi[:, 0] >= 0, (hi - lo).amax(-1), torch.zeros((), device=device))
-        bad = leaks | (moved & (spread[hit.clamp(min=0)] > TEXTURE_STEP))
+        bad = leaks | (moved & (spread[hit.clamp(min=0)] > MOVED_SPREAD))
         if not bool(bad.any()):
             removed = inside & ~kept
             break

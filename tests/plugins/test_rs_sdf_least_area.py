@@ -25,7 +25,7 @@ def _faces(inside: np.ndarray) -> int:
     return sum(int((np.diff(inside.astype(np.int8), axis=a) != 0).sum()) for a in range(3))
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_min_area_cut_is_the_exact_minimum(seed):
     """Against every labelling of up to 12 free voxels: the cut's cost is the least one, and its labelling
     has that cost (faces between inside and outside plus the removal cost of each free voxel made outside)."""
@@ -35,7 +35,7 @@ def test_min_area_cut_is_the_exact_minimum(seed):
     cand = np.argwhere(~keep)
     pick = cand[rng.choice(len(cand), size=min(12, len(cand)), replace=False)]
     free[tuple(pick.T)] = True
-    cost_per_voxel = [0.02, 0.5, 2.0][seed % 3]
+    cost_per_voxel = [0.02, 0.5, 2.0, -0.02, -0.5, -2.0][seed % 6]  # negative: a reward for removing
 
     def cost(inside):
         return _faces(inside) + cost_per_voxel * int((free & ~inside).sum())
@@ -89,6 +89,24 @@ def test_min_area_cut_flattens_a_hill_and_keeps_a_block():
     bottom[3:9, 3:9, 3] = True  # held by its bottom layer only, the rest goes (a slab has less area)
     inside, _ = min_area_cut(block & ~bottom, bottom, 0.02)
     assert inside[bottom].all() and not inside[block & ~bottom].any()
+
+
+def test_min_area_cut_settles_ties_by_its_removal_cost():
+    """A staircase fillet in the corner between a square hollow's floor and one wall, reaching one side wall:
+    it has exactly the faces of the corner it fills, so only the removal cost decides. The default (a small
+    reward) removes it; a small cost keeps it."""
+    n = 14
+    x, y, z = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    hollow = (x >= 3) & (x < 11) & (y >= 3) & (y < 11) & (z >= 3)
+    keep = ~hollow
+    fillet = hollow & (y < 7) & ((x - 3) + (z - 3) < 3)  # 45° steps, 3 voxels high, from the wall y = 3 to y = 6
+    assert fillet.sum() == 24 and _faces(keep | fillet) == _faces(keep)
+    inside, cost = min_area_cut(fillet, keep)
+    assert not inside[fillet].any() and inside[keep].all()
+    # its cost: the corner's faces it bares, minus the reward (faces between fixed voxels are not counted)
+    assert cost == pytest.approx(_faces(keep) - _fixed_faces(keep, fillet) - 0.02 * fillet.sum(), abs=1e-9)
+    inside, _ = min_area_cut(fillet, keep, 0.02)
+    assert inside[fillet].all()
 
 
 def test_flat_pixels_marks_edges_and_blends():
