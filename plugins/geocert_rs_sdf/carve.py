@@ -23,7 +23,9 @@ space can close up inside the object (on the bunny: two air bubbles, 0.75 % of t
 surface). :func:`seal` fills such pockets at the end of training: an outside region of the SDF that neither
 touches the box's faces nor holds a camera is enclosed by the surface, so no camera outside the object can
 look into it — the same convention as a hidden voxel. It also removes specks: inside blobs of a few voxels
-where the base occupancy hovers near ½ in seen-free space (on the cup: one, 5·10⁻⁵ of the area).
+where the base occupancy hovers near ½ in seen-free space (on the cup: one, 5·10⁻⁵ of the area), and decides
+the air: outside space more than a few voxels from the surface, where the SDF is already negative but
+training left the base occupancy undecided, is fixed outside.
 
 Where the views cannot tell two surfaces apart, the largest consistent shape is not the right one: over the
 bundled cup's textureless floor, any surface in a cone renders every view alike (a proof in docs/rs_sdf.md),
@@ -50,6 +52,7 @@ __all__ = ["visibility", "carve", "seal", "least_area", "min_area_cut", "flat_pi
            "undecided_fraction", "UNDECIDED_BAND"]
 
 SPECK_VOXELS = 8  # :func:`seal` removes inside components of fewer voxels (2³: the blur's footprint)
+AIR_MARGIN = 3  # :func:`seal` fixes outside the open outside voxels farther than this from every inside voxel
 UNDECIDED_BAND = (0.25, 0.75)  # a voxel whose base occupancy p̂ lies in this band is counted as undecided
 # :func:`least_area`
 FLAT_PIXEL_RANGE = 0.1  # a pixel whose 3×3 neighbourhood spans more colour (an edge, a blend) pins no texture
@@ -139,9 +142,15 @@ def seal(field, cameras: torch.Tensor | None = None, speck_voxels: int = SPECK_V
     * **specks**: every voxel of a 26-connected inside component (SDF > 0) of fewer than ``speck_voxels``
       voxels that holds no voxel carving fixed inside is fixed outside, with the outside voxels around it (whose
       p̂ made it) — a blob smaller than the blur's 2×2×2-voxel footprint is below what the smoothed grid
-      resolves (on the cup: a p̂ ≈ ½ speck in seen-free space).
+      resolves (on the cup: a p̂ ≈ ½ speck in seen-free space);
+    * **air**: every voxel of the outside (after the two steps above) farther than ``AIR_MARGIN`` voxels
+      (along each axis) from every inside voxel, and not fixed yet, is fixed outside. Training rays cross
+      such space and stop at the surface, so nothing pushes its base occupancy below ½ once the smoothed p
+      is: it stays undecided (p̂ ≈ 0.3–0.7, on the cup's hollow) although the SDF already says outside.
+      Fixing it decides the base classifier where its smoothing already did, and the zero level stays
+      where it was (a ball in p̂ = 0.4 air: the SDF within two voxels of its surface moves by < 0.007 voxel).
 
-    Returns the number of pockets and specks and the share of the grid each changed."""
+    Returns the number of pockets and specks and the share of the grid each step changed."""
     if field.density_mode != "rs-sdf":
         return {"sealed": False}
     import numpy as np
@@ -166,12 +175,19 @@ def seal(field, cameras: torch.Tensor | None = None, speck_voxels: int = SPECK_V
     specks = [k for k in range(1, n + 1) if sizes[k] < speck_voxels and anchored[k] == 0]
     speck = np.isin(labels, specks)
     speck |= ndimage.binary_dilation(speck, np.ones((3, 3, 3), bool)) & empty  # the base voxels that make it
+    matter = (~empty | enclosed) & ~speck
+    near = ndimage.binary_dilation(matter, np.ones((3, 3, 3), bool), iterations=AIR_MARGIN) if matter.any() \
+        else np.zeros_like(matter)
+    air = ~near & (field.fixed == 0).cpu().numpy()
     if enclosed.any():
         field.fixed[torch.from_numpy(enclosed).to(field.fixed.device)] = 1
     if speck.any():
         field.fixed[torch.from_numpy(speck).to(field.fixed.device)] = -1
+    if air.any():
+        field.fixed[torch.from_numpy(air).to(field.fixed.device)] = -1
     return {"sealed": True, "pockets": len(pockets), "pocket_fraction": round(float(enclosed.mean()), 6),
-            "specks": len(specks), "speck_fraction": round(float(speck.mean()), 6)}
+            "specks": len(specks), "speck_fraction": round(float(speck.mean()), 6),
+            "air_fraction": round(float(air.mean()), 6)}
 
 
 @torch.no_grad()

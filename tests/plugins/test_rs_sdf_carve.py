@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from geocert_rs_sdf.carve import carve, seal, undecided_fraction, visibility
+from geocert_rs_sdf.carve import AIR_MARGIN, carve, seal, undecided_fraction, undecided_mask, visibility
 from geocert_rs_sdf.config import FieldSettings
 from geocert_rs_sdf.data import pixel_rays
 from geocert_rs_sdf.metrics import mesh_bodies, mesh_quality
@@ -119,6 +119,31 @@ def test_unseen_space_is_fixed_outside_and_fixed_voxels_stay_fixed(tmp_path):
     assert not old.fixed.any()
 
 
+def test_seal_decides_the_air_and_leaves_the_surface_where_it_was():
+    """A decided ball in air that training left undecided (p̂ = 0.4, the SDF negative there): seal fixes the
+    air farther than AIR_MARGIN voxels from the ball outside, leaves the voxels nearer it as they were, and
+    the zero level does not move."""
+    field = build_field(FIELD, 1.0, torch.Generator().manual_seed(0))
+    c = _centres(field)
+    r = c.norm(dim=-1)
+    logits = torch.full((RES,) * 3, math.log(0.4 / 0.6))
+    logits[r < 0.5] = 8.0
+    with torch.no_grad():
+        field.logits.copy_(logits)
+    sdf_before = field.sdf_grid().clone()
+    assert (sdf_before[r > 0.5 + 2 * field.voxel] < 0).all() and undecided_fraction(field, off_surface=True) > 0.5
+    info = seal(field)
+    assert info["pockets"] == 0 and info["specks"] == 0 and info["air_fraction"] > 0.5
+    far_ = r > 0.5 + (AIR_MARGIN + 1) * 3 ** 0.5 * field.voxel + field.voxel
+    near_ = r < 0.5 + AIR_MARGIN * field.voxel - field.voxel
+    assert (field.fixed[far_] == -1).all() and not field.fixed[near_].any()
+    assert not undecided_mask(field)[~near_ & (r > 0.5 + (AIR_MARGIN + 1) * field.voxel) & far_].any()
+    sdf_after = field.sdf_grid()
+    assert torch.equal(sdf_after > 0, sdf_before > 0)  # no voxel changes sides
+    band = (r - 0.5).abs() < 2 * field.voxel  # where the zero level passes
+    assert band.sum() > 100 and (sdf_after[band] - sdf_before[band]).abs().max() < 0.01 * field.voxel
+
+
 def test_seal_fills_enclosed_pockets_and_removes_specks_only():
     """A decided ball with an air bubble inside, a cup-like open cavity, a 3³-voxel speck in free space and a
     room-like pocket that holds a camera: seal fills the bubble, removes the speck, keeps the rest."""
@@ -139,8 +164,10 @@ def test_seal_fills_enclosed_pockets_and_removes_specks_only():
     assert info["pockets"] == 1 and info["specks"] == 1
     assert (field.fixed[bubble] == 1).all() and (field.sdf_grid()[bubble] > 0).all()
     assert (field.fixed[speck] == -1).all() and (field.sdf_grid()[speck] <= 0).all()
-    untouched = ~(r < 0.45) & ~(((c - c[speck].mean(0)).abs() < 2.01 * field.voxel).all(-1))
-    assert torch.equal(field.fixed[untouched], fixed_before[untouched])  # the shell and the outside: as they were
+    untouched = ~(r < 0.45) & ~(((c - c[speck].mean(0)).abs() < 2.01 * field.voxel).all(-1)) & (r < 0.6 + 3.01 * field.voxel)
+    assert torch.equal(field.fixed[untouched], fixed_before[untouched])  # the shell and the air next to it: as they were
+    air = (r > 0.6 + 4.01 * 3 ** 0.5 * field.voxel) & ~(((c - c[speck].mean(0)).abs() < 6.01 * field.voxel).all(-1))
+    assert (field.fixed[air] == -1).all() and info["air_fraction"] > 0  # the air farther out: fixed outside
     # the same bubble holding a camera (a room seen from inside) is left empty
     field2, _ = _shell_field(open_top=False)
     with torch.no_grad():
