@@ -258,7 +258,8 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
         rows, cols = [np.zeros(n, np.int64)], [me]
     else:  # a reward for removal: an arc to the sink, cut when the voxel stays inside
         rows, cols = [me], [np.ones(n, np.int64)]
-    caps = [np.full(n, max(1, round(abs(removal_cost) * scale)))]
+    unit = max(1, round(abs(removal_cost) * scale))  # the removal cost (or reward), in 1/scale faces
+    caps = [np.full(n, unit)]
     for axis in range(3):
         for step in (-1, 1):
             nb = fv.copy()
@@ -289,7 +290,7 @@ def min_area_cut(free, keep, removal_cost: float = REMOVAL_COST, scale: int = 10
     side[reached] = True
     inside[tuple(fv.T)] = side[2:]
     # a removal reward was paid as a cut arc for every free voxel kept: the flow is the cost plus |cost|·n
-    offset = round(removal_cost * scale) * n if removal_cost < 0 else 0
+    offset = -unit * n if removal_cost < 0 else 0
     return inside, (result.flow_value + offset) / scale
 
 
