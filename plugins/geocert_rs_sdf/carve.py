@@ -156,6 +156,7 @@ def seal(field, cameras: torch.Tensor | None = None, speck_voxels: int = SPECK_V
     import numpy as np
     from scipy import ndimage
 
+    cube = np.ones((3, 3, 3), bool)
     empty = (field.sdf_grid() <= 0).cpu().numpy()
     labels, n = ndimage.label(empty)
     open_labels = set(np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
@@ -169,16 +170,14 @@ def seal(field, cameras: torch.Tensor | None = None, speck_voxels: int = SPECK_V
         open_labels |= set(labels[tuple(cells[inside].T)].tolist())
     pockets = [k for k in range(1, n + 1) if k not in open_labels]
     enclosed = np.isin(labels, pockets)
-    labels, n = ndimage.label(~empty & ~enclosed, structure=np.ones((3, 3, 3), bool))
+    labels, n = ndimage.label(~empty & ~enclosed, structure=cube)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     anchored = np.bincount(labels.ravel(), weights=(field.fixed > 0).cpu().numpy().ravel(), minlength=n + 1)
     specks = [k for k in range(1, n + 1) if sizes[k] < speck_voxels and anchored[k] == 0]
     speck = np.isin(labels, specks)
-    speck |= ndimage.binary_dilation(speck, np.ones((3, 3, 3), bool)) & empty  # the base voxels that make it
+    speck |= ndimage.binary_dilation(speck, cube) & empty  # the base voxels that make it
     matter = (~empty | enclosed) & ~speck
-    near = ndimage.binary_dilation(matter, np.ones((3, 3, 3), bool), iterations=AIR_MARGIN) if matter.any() \
-        else np.zeros_like(matter)
-    air = ~near & (field.fixed == 0).cpu().numpy()
+    air = ~ndimage.binary_dilation(matter, cube, iterations=AIR_MARGIN) & (field.fixed == 0).cpu().numpy()
     if enclosed.any():
         field.fixed[torch.from_numpy(enclosed).to(field.fixed.device)] = 1
     if speck.any():
