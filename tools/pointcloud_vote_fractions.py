@@ -8,6 +8,19 @@ With ``--calibrate bias|linear`` each checkpoint is first calibrated on the trai
 priors removed), calibrated jointly with ``--calibrate linear``.
 
     python tools/pointcloud_vote_fractions.py CKPT [CKPT ...] --split val --draws 200 [--calibrate linear]
+
+``--oracle`` compares, shape by shape, the model with what it would certify given knowledge no model has
+(same noise draws for both):
+
+* ``context``: every noisy copy's points are classified with the cloud-level features (global feature,
+  voxel grid) of one fixed noisy copy, so the rest of the cloud stops varying with the noise — how much the
+  context's jitter costs;
+* ``calibrate``: the linear calibration of ``train-pc --calibrate`` run on the test shape itself (its own
+  labels, other noise draws) instead of on the training shapes;
+* ``finetune``: every weight fine-tuned on the shape itself for ``--oracle-steps`` Adam steps on a sharp soft
+  count of its points above the cut (softmax at temperature 0.1 over 32 noisy copies, sigmoid 0.01 wide).
+
+    python tools/pointcloud_vote_fractions.py CKPT --split test --oracle finetune
 """
 
 from __future__ import annotations
@@ -42,6 +55,10 @@ class Args:
     and of its points whose top part is another one above the cut (stably wrong)."""
     histogram: bool = False
     """Also print the share of the points in bands of their vote fraction for the true part."""
+    oracle: Literal["off", "context", "calibrate", "finetune"] = "off"
+    """Per shape, the model against an oracle variant of it (see above)."""
+    oracle_steps: int = 100
+    oracle_lr: float = 3e-4
     ensemble: bool = False
     """Score the ensemble of the checkpoints (mean log-softmax over their category parts, their own priors
     removed, one linear prior calibrated on top) instead of each checkpoint."""
@@ -122,13 +139,90 @@ def calibrated(model, ckpt: dict, args: Args, data: Path):
     return model
 
 
+def shape_votes(model, pts, cat, sigma: float, draws: int, batch: int, gen, nrm=None, context=None):
+    """``[N, NUM_PARTS]`` votes of ``model`` over ``draws`` noisy copies of one cloud ``pts [1, N, 3]``
+    (the draws of ``noisy_part_logits``); ``context [1, N, C]``: the cloud-level features come from it."""
+    import torch
+    from geocert_pointcloud.data import NUM_PARTS
+    from geocert_pointcloud.model import model_input, part_mask
+    from geocert_pointcloud.train import noisy_part_logits
+
+    votes = torch.zeros(pts.shape[1], NUM_PARTS)
+    with torch.inference_mode():
+        for start in range(0, draws, batch):
+            k = min(batch, draws - start)
+            if context is None:
+                z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=sigma, draws=k, generator=gen, normals=nrm)[0]
+            else:  # the same draws, each copy's cloud-level features from the fixed context
+                q = model_input(pts.repeat_interleave(k, 0) + torch.randn((k, *pts.shape[1:]), generator=gen) * sigma, nrm)
+                z = model(q, cat.expand(k), context=context.expand(k, -1, -1))
+                z = z.masked_fill(~part_mask(cat)[:, None, :], -1e9)
+            votes += torch.nn.functional.one_hot(z.argmax(-1), NUM_PARTS).sum(0).float()
+    return votes
+
+
+def oracle_table(model, ckpt: dict, shapes, args: Args) -> None:
+    """Per shape: the share of points above the cut for ``model`` and for its ``args.oracle`` variant."""
+    import copy
+
+    import numpy as np
+    import torch
+    from geocert_pointcloud.model import fuse_batchnorm, model_input
+    from geocert_pointcloud.train import calibrate_part_biases, stack_normals, stack_shapes
+
+    sigma, rows = ckpt["sigma"], []
+    for i, sh in enumerate(shapes):
+        pts, lab, cat = stack_shapes([sh])
+        nrm = stack_normals([sh]) if ckpt.get("normals") else None
+        def share(m, ctx=None, pts=pts, lab=lab, cat=cat, nrm=nrm, seed=args.seed + i):  # the same draws for both
+            votes = shape_votes(m, pts, cat, sigma, args.draws, args.batch_size, torch.Generator().manual_seed(seed),
+                                nrm, ctx)
+            return float((votes.gather(1, lab[0][:, None])[:, 0] / args.draws > args.cut).float().mean())
+
+        base = share(fused := fuse_batchnorm(model))
+        other = torch.Generator().manual_seed(10_000 + args.seed + i)  # the oracle's own draws
+        if args.oracle == "context":
+            got = share(fused, model_input(pts + torch.randn(pts.shape, generator=other) * sigma, nrm))
+        else:
+            tuned = copy.deepcopy(model)
+            if args.oracle == "calibrate":
+                calibrate_part_biases(tuned, pts, lab, cat, sigma=sigma, draws=64, cut=args.cut, generator=other,
+                                      linear=tuned.prior is not None, sample_points=pts.shape[1], normals=nrm)
+            else:
+                finetune_on_shape(tuned, pts, lab, cat, sigma, args, other, nrm)
+            got = share(fuse_batchnorm(tuned))
+        rows.append((base, got))
+        print(f"  {i:2d} {sh.category:<9} model {base:.3f}  {args.oracle} oracle {got:.3f}", flush=True)
+    base, got = np.mean(rows, axis=0)
+    print(f"mean over {len(rows)} shapes: model {base:.3f}  {args.oracle} oracle {got:.3f}")
+
+
+def finetune_on_shape(model, pts, lab, cat, sigma: float, args: Args, gen, nrm=None) -> None:
+    """``--oracle finetune``: Adam on every weight but the prior, BatchNorm statistics frozen, maximising a
+    sharp soft count of the shape's points whose vote fraction of the true part clears the cut."""
+    import torch
+    from geocert_pointcloud.model import part_mask
+    from geocert_pointcloud.train import noisy_part_logits
+
+    model.eval()
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("prior.")], lr=args.oracle_lr)
+    for _ in range(args.oracle_steps):
+        z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=sigma, draws=32, generator=gen, normals=nrm)
+        vote = torch.softmax(z / 0.1, dim=-1)[0].gather(-1, lab[0][None, :, None].expand(32, -1, 1))[..., 0].mean(0)
+        loss = -torch.sigmoid((vote - args.cut) / 0.01).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 def main() -> None:
     import numpy as np
     import torch
-    from geocert_pointcloud.data import CATEGORIES, NUM_PARTS, load_shapes
-    from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint, part_mask, save_checkpoint
+    from geocert_pointcloud.data import CATEGORIES, load_shapes
+    from geocert_pointcloud.model import fuse_batchnorm, load_checkpoint, save_checkpoint
     from geocert_pointcloud.scenes import default_dataset
-    from geocert_pointcloud.train import noisy_part_logits, stack_normals, stack_shapes
+    from geocert_pointcloud.train import stack_normals, stack_shapes
 
     args = tyro.cli(Args)
     torch.set_num_threads(1)
@@ -146,10 +240,15 @@ def main() -> None:
                 save_checkpoint(args.save, model, sigma=ckpt["sigma"], num_points=ckpt["num_points"],
                                 categories=ckpt["categories"], train_config=ckpt["train_config"],
                                 metrics=ckpt["metrics"], rotation_sigma_deg=ckpt.get("rotation_sigma_deg", 0.0))
-        if not args.ensemble:
-            model = fuse_batchnorm(model)
         shapes = load_shapes(data, split=args.split, num_shapes=args.num_shapes, num_points=ckpt["num_points"],
                              seed=0)
+        if args.oracle != "off":
+            if args.ensemble:
+                raise SystemExit("--oracle takes one model, not --ensemble")
+            oracle_table(model, ckpt, shapes, args)
+            continue
+        if not args.ensemble:
+            model = fuse_batchnorm(model)
         gen = torch.Generator().manual_seed(args.seed)
         per_cat: dict[str, list[np.ndarray]] = {}
         per_part: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
@@ -157,12 +256,7 @@ def main() -> None:
             for sh in shapes:
                 pts, lab, cat = stack_shapes([sh])
                 nrm = stack_normals([sh]) if ckpt.get("normals") else None
-                votes = torch.zeros(pts.shape[1], NUM_PARTS)
-                for start in range(0, args.draws, args.batch_size):
-                    k = min(args.batch_size, args.draws - start)
-                    z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=ckpt["sigma"], draws=k,
-                                          generator=gen, normals=nrm)[0]
-                    votes += torch.nn.functional.one_hot(z.argmax(-1), NUM_PARTS).sum(0).float()
+                votes = shape_votes(model, pts, cat, ckpt["sigma"], args.draws, args.batch_size, gen, nrm)
                 frac = (votes.gather(1, lab[0][:, None])[:, 0] / args.draws).numpy()
                 wrong = ((votes.amax(1) / args.draws > args.cut) & (votes.argmax(1) != lab[0])).numpy()
                 per_cat.setdefault(sh.category, []).append(frac)

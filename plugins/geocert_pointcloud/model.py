@@ -50,7 +50,8 @@ class VoxelPool(nn.Module):
     expectation), so a model trained on subsets of a cloud's points transfers to the whole cloud; points
     outside the grid are clamped onto its border cells.
 
-    ``forward(xyz [B, N, 3], feats [B, N, C]) -> [B, N, out_channels]``.
+    ``forward(xyz [B, N, 3], feats [B, N, C], query=None) -> [B, N, out_channels]``; with ``query [B, M, 3]``
+    the grid of ``xyz`` and ``feats`` is read back at those points instead (``[B, M, out_channels]``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int = 8, extent: float = 1.5,
@@ -65,7 +66,7 @@ class VoxelPool(nn.Module):
         self.more = nn.ModuleList(nn.Conv3d(out_channels, out_channels, 3, padding=1) for _ in range(depth - 1))
         self.more_bn = nn.ModuleList(nn.BatchNorm3d(out_channels) for _ in range(depth - 1))
 
-    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = feats.shape
         r, e = self.resolution, self.extent
         cell = ((xyz[..., :3].detach() + e) * (r / (2 * e))).floor().long().clamp(0, r - 1)  # [B, N, 3]
@@ -79,9 +80,11 @@ class VoxelPool(nn.Module):
         for conv, bn in zip(self.more, self.more_bn, strict=True):
             grid = torch.relu(bn(conv(grid)))
         # trilinear read-back at each point (grid_sample's last coordinate indexes the first grid axis)
-        where = (xyz[..., :3].flip(-1) / e).reshape(b, n, 1, 1, 3)
+        at = xyz if query is None else query
+        m = at.shape[1]
+        where = (at[..., :3].flip(-1) / e).reshape(b, m, 1, 1, 3)
         out = nn.functional.grid_sample(grid, where, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.reshape(b, -1, n).transpose(1, 2)  # [B, N, out]
+        return out.reshape(b, -1, m).transpose(1, 2)  # [B, M, out]
 
 
 def knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None, budget: int = 1 << 24) -> torch.Tensor:
@@ -261,18 +264,25 @@ class PointNetPartSeg(nn.Module):
         self.head_bn = _PointwiseBN(2 * w)
         self.head = nn.Sequential(_mlp([2 * w, w]), nn.Linear(w, num_parts))
 
-    def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        if self.arch == "dgcnn":  # neighbours among the same pseudo-random subset of points in every layer
-            cand = hashed_subset(points[..., :3], self.knn_ref_points)
-            f1 = self.enc1(points, cand)  # [B, N, w]
-            if self.local is not None:
-                f1 = torch.cat([f1, self.local(f1, cand)], dim=-1)  # [B, N, dgcnn_layers · w]
+    def forward(self, points: torch.Tensor, category: torch.Tensor, context: torch.Tensor | None = None,
+                ) -> torch.Tensor:
+        """Logits ``[B, N, num_parts]``. ``context [B, M, C]`` (optional, not ``dgcnn``): the cloud-level
+        features — the global feature and the voxel stage's grid — come from this cloud instead of
+        ``points``, which then only supply each point's own path (a diagnostic: how much a point's label
+        depends on the rest of the cloud)."""
+        if context is not None and self.arch == "dgcnn":
+            raise ValueError("a separate context cloud is not supported by arch 'dgcnn'")
+        if context is None:
+            f1 = self._local_features(points)  # [B, N, w + local]
+            f2 = self.enc2(f1)  # [B, N, 2w]
+            f3 = self.enc3(f2)  # [B, N, 4w]
         else:
-            f1 = self.enc1(points)  # [B, N, w]
-            if self.local is not None:
-                f1 = torch.cat([f1, self.local(points, f1)], dim=-1)  # [B, N, 2w]: own + neighbourhood features
-        f2 = self.enc2(f1)  # [B, N, 2w]
-        f3 = self.enc3(f2)  # [B, N, 4w]
+            f1, f1c = self.enc1(points), self.enc1(context)
+            if self.local is not None:  # the neighbourhood features read from the context's grid
+                f1 = torch.cat([f1, self.local(context, f1c, query=points)], dim=-1)
+                f1c = torch.cat([f1c, self.local(context, f1c)], dim=-1)
+            f2 = self.enc2(f1)
+            f3 = self.enc3(self.enc2(f1c))
         glob = f3.amax(dim=1)  # [B, 4w]
         if self.global_pool == "max+mean":  # the mean over the noisy points averages the noise out
             glob = torch.cat([glob, f3.mean(dim=1)], dim=-1)  # [B, 8w]
@@ -283,6 +293,19 @@ class PointNetPartSeg(nn.Module):
         h = torch.relu(self.head_bn(h))
         logits = self.head(h)  # [B, N, num_parts]
         return logits if self.prior is None else logits + self.prior(prior_features(points, self.prior_kind))
+
+    def _local_features(self, points: torch.Tensor) -> torch.Tensor:
+        """The first layer's per-point features, with the local stage's next to them."""
+        if self.arch == "dgcnn":  # neighbours among the same pseudo-random subset of points in every layer
+            cand = hashed_subset(points[..., :3], self.knn_ref_points)
+            f1 = self.enc1(points, cand)  # [B, N, w]
+            if self.local is not None:
+                f1 = torch.cat([f1, self.local(f1, cand)], dim=-1)  # [B, N, dgcnn_layers · w]
+            return f1
+        f1 = self.enc1(points)  # [B, N, w]
+        if self.local is not None:
+            f1 = torch.cat([f1, self.local(points, f1)], dim=-1)  # [B, N, 2w]: own + neighbourhood features
+        return f1
 
 
 ARCHS = ("pointnet", "voxel", "dgcnn")

@@ -714,6 +714,24 @@ def test_voxel_pool_is_local_and_density_invariant():
             VoxelPool(4, 5, **bad)
 
 
+@pytest.mark.parametrize("arch", ["pointnet", "voxel"])
+def test_a_separate_context_supplies_only_the_cloud_level_features(arch):
+    torch.manual_seed(0)
+    model = PointNetPartSeg(width=8, arch=arch, voxel_resolution=5).eval()
+    for _ in range(2):  # non-trivial BatchNorm statistics
+        model.train()(torch.randn(4, 64, 3) * 0.6, torch.tensor([0, 1, 2, 3]))
+    model.eval()
+    x, ctx, cat = torch.randn(2, 100, 3) * 0.6, torch.randn(2, 80, 3) * 0.6, torch.tensor([0, 5])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, cat, context=x), model(x, cat))
+        out = model(x, cat, context=ctx)
+        # with the context fixed, a point's logits depend on nothing but the point: a subset gives the same
+        torch.testing.assert_close(model(x[:, 17:23], cat, context=ctx), out[:, 17:23], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(out, model(x, cat), atol=1e-3)  # and the context does matter
+    with pytest.raises(ValueError, match="dgcnn"):
+        PointNetPartSeg(width=8, arch="dgcnn").eval()(x, cat, context=ctx)
+
+
 def test_voxel_checkpoint_roundtrip_and_old_or_unknown_checkpoints(tmp_path, capsys):
     from geocert_pointcloud.model import load_checkpoint, save_checkpoint
 
