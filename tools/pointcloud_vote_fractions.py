@@ -144,19 +144,15 @@ def shape_votes(model, pts, cat, sigma: float, draws: int, batch: int, gen, nrm=
     (the draws of ``noisy_part_logits``); ``context [1, N, C]``: the cloud-level features come from it."""
     import torch
     from geocert_pointcloud.data import NUM_PARTS
-    from geocert_pointcloud.model import model_input, part_mask
+    from geocert_pointcloud.model import part_mask
     from geocert_pointcloud.train import noisy_part_logits
 
     votes = torch.zeros(pts.shape[1], NUM_PARTS)
     with torch.inference_mode():
         for start in range(0, draws, batch):
             k = min(batch, draws - start)
-            if context is None:
-                z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=sigma, draws=k, generator=gen, normals=nrm)[0]
-            else:  # the same draws, each copy's cloud-level features from the fixed context
-                q = model_input(pts.repeat_interleave(k, 0) + torch.randn((k, *pts.shape[1:]), generator=gen) * sigma, nrm)
-                z = model(q, cat.expand(k), context=context.expand(k, -1, -1))
-                z = z.masked_fill(~part_mask(cat)[:, None, :], -1e9)
+            z = noisy_part_logits(model, pts, cat, part_mask(cat), sigma=sigma, draws=k, generator=gen, normals=nrm,
+                                  context=context)[0]
             votes += torch.nn.functional.one_hot(z.argmax(-1), NUM_PARTS).sum(0).float()
     return votes
 
@@ -213,7 +209,6 @@ def finetune_on_shape(model, pts, lab, cat, sigma: float, args: Args, gen, nrm=N
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    model.eval()
 
 
 def main() -> None:

@@ -278,9 +278,10 @@ class PointNetPartSeg(nn.Module):
             f3 = self.enc3(f2)  # [B, N, 4w]
         else:
             f1, f1c = self.enc1(points), self.enc1(context)
-            if self.local is not None:  # the neighbourhood features read from the context's grid
-                f1 = torch.cat([f1, self.local(context, f1c, query=points)], dim=-1)
-                f1c = torch.cat([f1c, self.local(context, f1c)], dim=-1)
+            if self.local is not None:  # the neighbourhood features of both, read from the context's grid
+                near = self.local(context, f1c, query=torch.cat([context, points], dim=1))
+                f1c = torch.cat([f1c, near[:, :context.shape[1]]], dim=-1)
+                f1 = torch.cat([f1, near[:, context.shape[1]:]], dim=-1)
             f2 = self.enc2(f1)
             f3 = self.enc3(self.enc2(f1c))
         glob = f3.amax(dim=1)  # [B, 4w]

@@ -53,14 +53,16 @@ def stack_normals(shapes: list[Shape]) -> torch.Tensor:
 
 def noisy_part_logits(model: PointNetPartSeg, x: torch.Tensor, categories: torch.Tensor, masks: torch.Tensor, *,
                       sigma: float, draws: int, generator: torch.Generator,
-                      normals: torch.Tensor | None = None) -> torch.Tensor:
+                      normals: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
     """Logits ``[B, K, N, P]`` of ``draws`` = K independent noisy copies x + N(0, σ²I) of each cloud ``x [B, N, 3]``,
-    with the parts outside each cloud's category (``masks [B, P]`` False) set to -1e9."""
+    with the parts outside each cloud's category (``masks [B, P]`` False) set to -1e9. ``context [B, M, C]``
+    (optional): every copy takes its cloud-level features from this cloud (``PointNetPartSeg``'s ``context``)."""
     b, k = x.shape[0], draws
     xk = x.repeat_interleave(k, dim=0)
     xk = xk + torch.randn(xk.shape, generator=generator).to(xk.device) * sigma  # CPU generator: same draws anywhere
     nrm = normals.repeat_interleave(k, dim=0) if normals is not None else None
-    logits = model(model_input(xk, nrm), categories.repeat_interleave(k))
+    extra = {} if context is None else {"context": context.repeat_interleave(k, dim=0)}
+    logits = model(model_input(xk, nrm), categories.repeat_interleave(k), **extra)
     logits = logits.masked_fill(~masks.repeat_interleave(k, dim=0)[:, None, :], -1e9)
     return logits.reshape(b, k, *logits.shape[1:])
 
