@@ -5,13 +5,13 @@ OPENCV model). Cheap: a few views, no Blender."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "scenes" / "bunny_synthetic"
@@ -20,10 +20,7 @@ MAX_BYTES = 6_500_000
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("blender_scenes", ROOT / "tools" / "blender_scenes.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("blender_scenes")
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import ROOT, load_tool
 from scipy.stats import norm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("pointcloud_pair_bound", ROOT / "tools" / "pointcloud_pair_bound.py")
-pb = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = pb  # (dataclasses look their module up)
-_spec.loader.exec_module(pb)
+pb = load_tool("pointcloud_pair_bound")
 
 SIGMA = 0.25
 
