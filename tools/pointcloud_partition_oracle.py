@@ -30,7 +30,6 @@ on the table.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +76,16 @@ class Box:
     part: int
 
 
-def box_mass(points: np.ndarray, box: Box, sigma: float) -> np.ndarray:
-    """P(x + ε ∈ box) for ε ~ N(0, σ²I), per point ``[N]``."""
+def axis_masses(points: np.ndarray, box: Box, sigma: float) -> np.ndarray:
+    """``[N, 3]``: P(x_d + ε_d ∈ [lo_d, hi_d]) per point and axis, for ε ~ N(0, σ²I)."""
     from scipy.special import ndtr
 
-    return (ndtr((box.hi - points) / sigma) - ndtr((box.lo - points) / sigma)).prod(1)
+    return ndtr((box.hi - points) / sigma) - ndtr((box.lo - points) / sigma)
+
+
+def box_mass(points: np.ndarray, box: Box, sigma: float) -> np.ndarray:
+    """P(x + ε ∈ box) for ε ~ N(0, σ²I), per point ``[N]``."""
+    return axis_masses(points, box, sigma).prod(1)
 
 
 def class_probabilities(points: np.ndarray, boxes: list[Box], num_parts: int, sigma: float) -> np.ndarray:
@@ -111,7 +115,7 @@ def grow_partition(points: np.ndarray, labels: np.ndarray, num_parts: int, *, si
     while len(boxes) < max_boxes:
         moves = []
         for bi, box in enumerate(boxes):
-            axis_mass = ndtr((box.hi - points) / sigma) - ndtr((box.lo - points) / sigma)  # [N, 3]
+            axis_mass = axis_masses(points, box, sigma)
             mass = axis_mass.prod(1)
             rest = own - np.where(labels == box.part, mass, 0.0)  # own-part probability outside this box
             for d in range(3):
@@ -182,13 +186,22 @@ def main() -> None:
     from geocert_pointcloud.data import CATEGORY_PARTS, load_shapes
     from geocert_pointcloud.scenes import default_dataset
 
+    from geocert.io import read_jsonl
+
     args = tyro.cli(Args)
+    if args.compare is not None and not args.compare.is_file():
+        raise SystemExit(f"{args.compare}: no such results file")
     shapes = load_shapes(args.data or default_dataset(), split=args.split, num_shapes=args.num_shapes,
                          num_points=args.num_points, seed=0, category=args.category)
     model = {}
     if args.compare is not None:
-        model = {r["name"]: r["certified_accuracy"] for r in map(json.loads, args.compare.read_text().splitlines())}
+        model = {r["name"]: r["certified_accuracy"] for r in read_jsonl(args.compare)}
     grid = np.linspace(-1.3, 1.3, args.grid)
+
+    def certified(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> float:
+        return simulate_certified_accuracy(probs, labels, n0=args.n0, n=args.n, tau=args.tau, alpha=args.alpha,
+                                           correction=args.correction, sigma=args.sigma, trials=args.trials, rng=rng)
+
     oracle, rows = [], []
     for sh in shapes:
         parts = list(CATEGORY_PARTS[sh.category])
@@ -205,16 +218,12 @@ def main() -> None:
             boxes = grow_partition(x[fit], labels[fit], len(parts), sigma=args.sigma, cut=cut,
                                    max_boxes=args.max_boxes, grid=grid, first_part=first, rng=grng)
             probs = class_probabilities(x, boxes, len(parts), args.sigma)
-            acc = simulate_certified_accuracy(probs, labels, n0=args.n0, n=args.n, tau=args.tau, alpha=args.alpha,
-                                              correction=args.correction, sigma=args.sigma, trials=args.trials,
-                                              rng=np.random.default_rng([args.seed, len(oracle)]))
+            acc = certified(probs, labels, np.random.default_rng([args.seed, len(oracle)]))
             if best is None or acc > best[0]:
                 best = (acc, cut, boxes, probs)
         _, cut, boxes, probs = best
         # the choice among the runs used the draws above: score the chosen one on fresh draws
-        acc = simulate_certified_accuracy(probs, labels, n0=args.n0, n=args.n, tau=args.tau, alpha=args.alpha,
-                                          correction=args.correction, sigma=args.sigma, trials=args.trials,
-                                          rng=np.random.default_rng([args.seed, len(oracle), 1]))
+        acc = certified(probs, labels, np.random.default_rng([args.seed, len(oracle), 1]))
         own = probs[np.arange(len(labels)), labels]
         per_part = " ".join(f"{p}:{np.mean(own[labels == k] > cut):.2f}"
                             for k, p in enumerate(parts) if (labels == k).any())

@@ -13,7 +13,6 @@ names a results file whose score is placed in that distribution (its percentile)
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +32,13 @@ class Args:
 def read_results(paths) -> dict[str, dict[str, float]]:
     """{category: {shape name: certified accuracy}} from certify-pc results files (a shape in several files
     counts once; the files must agree on it)."""
+    from geocert.io import read_jsonl
+
     by_cat: dict[str, dict[str, float]] = {}
     for path in paths:
-        for line in Path(path).read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
+        if not Path(path).is_file():
+            raise SystemExit(f"{path}: no such results file")
+        for r in read_jsonl(path):
             seen = by_cat.setdefault(r["category"], {})
             if r["name"] in seen and abs(seen[r["name"]] - r["certified_accuracy"]) > 1e-12:
                 raise SystemExit(f"{path}: {r['name']} has another certified accuracy than in an earlier file")

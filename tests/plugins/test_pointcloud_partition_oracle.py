@@ -90,3 +90,6 @@ def test_cli_compares_with_a_results_file(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     acc = float(out.split("certified accuracy ")[1].split()[0])
     assert 0.0 <= acc <= 1.0 and "model 0.500" in out and "the better of the two" in out
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "pointcloud_partition_oracle.py"), str(data),
+                          "--compare", str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.jsonl: no such results file" in bad.stderr

@@ -37,6 +37,8 @@ def test_disagreeing_files_and_too_few_shapes_are_refused(tmp_path):
     b = _write(tmp_path / "b.jsonl", [("a1", "A", 0.3)])
     with pytest.raises(SystemExit, match="a1"):
         ss.read_results([a, b])
+    with pytest.raises(SystemExit, match="missing.jsonl: no such results file"):
+        ss.read_results([a, tmp_path / "missing.jsonl"])
     with pytest.raises(SystemExit, match="fewer than 2 shapes of A"):
         ss.subset_scores(ss.read_results([a]), 2, 10, np.random.default_rng(0))
 
